@@ -1,0 +1,49 @@
+# Every target sets up what it needs first, so `make demo` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+CDK_VERSION := 2.1148.1
+CDK := .tools/node_modules/.bin/cdk
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: setup models synth demo lint test bench clean
+
+setup: $(STAMP) $(CDK)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(CDK):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_VERSION)
+
+models: $(STAMP)
+	$(BIN)/domicile models build
+
+# The CDK CLI prints cdk-nag findings and fails on errors; cfn-lint then checks every template.
+synth: setup
+	$(CDK) synth --quiet
+	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+
+demo: setup models synth
+	$(BIN)/domicile demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy domicile functions infra benchmarks events
+
+test: setup lint
+	$(BIN)/pytest -n 2
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf cdk.out .cache runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,90 @@
+"""`domicile demo`: run the inference function's real handlers on every sample event, offline.
+
+AWS APIs are served by moto in this process; the S3 and SQS events are backed by real (mocked)
+objects and queues, so each answer below is what the function would do in its region.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from domicile.local_invoke import LambdaContext, environment, load_handler
+from domicile.manifest import DEFAULT_MODEL_DIR
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EVENTS_DIR = PROJECT_ROOT / "events"
+REGION = "eu-central-1"
+HTTP_HANDLER = "functions.inference.http_api.handler"
+SQS_HANDLER = "functions.inference.sqs_batch.handler"
+S3_HANDLER = "functions.inference.s3_batch.handler"
+
+
+def event_kind(event: Any) -> str:
+    if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
+        return "http"
+    records = event.get("Records") if isinstance(event, dict) else None
+    if records:
+        source = records[0].get("eventSource")
+        if source == "aws:sqs":
+            return "sqs"
+        if source == "aws:s3":
+            return "s3"
+    raise ValueError("not an HTTP (payload 2.0), SQS or S3 event")
+
+
+def _print(title: str, body: Any) -> None:
+    print(f"\n== {title}")
+    items = body if isinstance(body, list) else [body]
+    for item in items:
+        text = json.dumps(item, separators=(",", ":"))
+        print("   " + (text if len(text) <= 300 else text[:297] + "..."))
+
+
+def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR) -> int:
+    import boto3
+    from moto import mock_aws
+
+    handled = 0
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        results_url = sqs.create_queue(QueueName="domicile-results")["QueueUrl"]
+        env = {
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "JURISDICTION": "eu",
+            "MODEL_DIR": str(model_dir),
+            "DEFAULT_MODEL": "digits-cloud",
+            "RESULTS_QUEUE_URL": results_url,
+            "POWERTOOLS_LOG_LEVEL": "ERROR",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        with environment(env):
+            for path in sorted(events_dir.glob("*.json")):
+                event = json.loads(path.read_text())
+                kind = event_kind(event)
+                if kind == "http":
+                    answer = load_handler(HTTP_HANDLER, PROJECT_ROOT)(event, LambdaContext())
+                    body = json.loads(answer["body"]) if answer.get("body") else None
+                    _print(f"{path.name} -> HTTP {answer['statusCode']}", body)
+                elif kind == "sqs":
+                    answer = load_handler(SQS_HANDLER, PROJECT_ROOT)(event, LambdaContext())
+                    sent = sqs.receive_message(QueueUrl=results_url, MaxNumberOfMessages=10).get("Messages", [])
+                    answers = [json.loads(m["Body"])["payload"]["results"][0] for m in sent]
+                    _print(f"{path.name} -> partial batch response", answer)
+                    _print("   answers sent to the results queue", answers)
+                else:
+                    record = event["Records"][0]["s3"]
+                    bucket, key = record["bucket"]["name"], record["object"]["key"]
+                    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
+                    s3.put_object(Bucket=bucket, Key=key, Body=(events_dir / "s3-batch-001.jsonl").read_bytes())
+                    answer = load_handler(S3_HANDLER, PROJECT_ROOT)(event, LambdaContext())
+                    out = answer["objects"][0]["output_key"]
+                    lines = s3.get_object(Bucket=bucket, Key=out)["Body"].read().decode().splitlines()
+                    _print(f"{path.name} -> s3://{bucket}/{out}", [json.loads(line) for line in lines])
+                handled += 1
+    print(f"\nhandled {handled} sample events")
+    return handled

@@ -1,0 +1,119 @@
+"""The message envelope: the unit of idempotency (message_id) and of residency (jurisdiction).
+
+One envelope type per kind, told apart by `kind`:
+- `result`: one or more answered cases, packed to save IoT Core 5 KB metering units;
+- `escalate`: one case the edge could not answer with confidence (or raw offload), with features;
+- `split`: one case's head activations for the cloud to finish (split execution).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from domicile.errors import InputError
+
+SCHEMA_VERSION = 1
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+# Result envelopes made from a request get a uuid5 of the request's id in this namespace, so a
+# redelivered request produces the same result id and downstream idempotency holds.
+RESULT_NAMESPACE = uuid.UUID("5d0a9b7e-3c1f-4a7e-9f43-64a1c0d1e2f3")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    version: str = Field(min_length=1, max_length=32)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class EdgeGuess(_Strict):
+    label: str
+    confidence: float = Field(ge=0, le=1)
+
+
+class CaseResult(_Strict):
+    case_id: str = Field(pattern=_ID)
+    label: str
+    confidence: float = Field(ge=0, le=1)
+    source: Literal["edge", "cloud", "split"]
+    escalated: bool = False
+    latency_ms: float | None = Field(default=None, ge=0)
+    request_message_id: uuid.UUID | None = None
+
+
+class ResultPayload(_Strict):
+    results: list[CaseResult] = Field(min_length=1, max_length=1000)
+
+
+class EscalatePayload(_Strict):
+    case_id: str = Field(pattern=_ID)
+    features: list[float] = Field(min_length=1, max_length=4096)
+    edge: EdgeGuess | None = None  # None when the fleet offloads raw features (cloud-only)
+
+
+class SplitPayload(_Strict):
+    case_id: str = Field(pattern=_ID)
+    tensor: str
+    shape: list[int]
+    dtype: Literal["float32", "float16", "int8"]
+    data_b64: str
+    scale: float | None = None  # int8 quantization scale
+
+
+class _EnvelopeBase(_Strict):
+    schema_version: Literal[1] = 1
+    message_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    device: str = Field(pattern=_ID)
+    fleet: str = Field(pattern=_ID)
+    jurisdiction: str = Field(pattern=_ID)
+    home_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    model: ModelRef
+    produced_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class ResultEnvelope(_EnvelopeBase):
+    kind: Literal["result"] = "result"
+    payload: ResultPayload
+
+
+class EscalateEnvelope(_EnvelopeBase):
+    kind: Literal["escalate"] = "escalate"
+    payload: EscalatePayload
+
+
+class SplitEnvelope(_EnvelopeBase):
+    kind: Literal["split"] = "split"
+    payload: SplitPayload
+
+
+Envelope = Annotated[ResultEnvelope | EscalateEnvelope | SplitEnvelope, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+
+
+def _first_error(exc: ValidationError) -> InputError:
+    first = exc.errors()[0]
+    # Drop the union tag pydantic puts in the path ("escalate"), keep the field path.
+    loc = [str(p) for p in first["loc"] if p not in ("result", "escalate", "split")]
+    return InputError(".".join(loc) or "envelope", first["msg"])
+
+
+def parse_envelope(raw: str | bytes | dict[str, Any]) -> Envelope:
+    """Parse JSON text or a dict into an envelope; any problem is an InputError naming the field."""
+    try:
+        if isinstance(raw, dict):
+            return _ADAPTER.validate_python(raw)
+        return _ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise _first_error(exc) from exc
+
+
+def result_message_id(request_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(RESULT_NAMESPACE, str(request_id))

@@ -1,0 +1,39 @@
+"""Errors that carry what a caller needs to fix its input: the field and the reason."""
+
+from __future__ import annotations
+
+
+class DomicileError(Exception):
+    """Base of every error this library raises on purpose."""
+
+
+class InputError(DomicileError):
+    """Bad input from a caller; maps to HTTP 400, a failed batch item or an error line."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+class PayloadTooLargeError(InputError):
+    """A request body over the configured limit (HTTP 413)."""
+
+
+class ModelNotFoundError(DomicileError):
+    """The caller named a model this deployment does not serve (HTTP 404)."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"model {name!r} is not served here; known models: {', '.join(sorted(known))}")
+        self.name = name
+
+
+class ModelIntegrityError(DomicileError):
+    """A model file whose sha256 differs from its manifest entry: it is never loaded."""
+
+
+class ConfigError(DomicileError):
+    """An invalid topology, manifest or environment; the message names the key."""

@@ -1,0 +1,111 @@
+"""Reproducible model builds: same seed and library versions give byte-identical ONNX files.
+
+The edge model is a small linear classifier (fast, tiny, a few KB); the cloud model is a
+multi-layer perceptron (slower, more accurate). Both get a scaler in front, inside the graph,
+so callers send raw pixel values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from domicile.datasets import CLASS_LABELS, N_FEATURES, DigitsSplits, load_digits_splits
+from domicile.manifest import Manifest, ModelEntry, ModelMetrics, TensorSpec, write_manifest
+from domicile.topology import ModelRole, Topology, load_topology
+
+TARGET_OPSET = 17
+INPUT_NAME = "pixels"
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    name: str
+    version: str
+    role: ModelRole
+    description: str
+
+    def estimator(self, seed: int) -> Any:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if self.role is ModelRole.EDGE:
+            return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+        return make_pipeline(
+            StandardScaler(), MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=500, random_state=seed)
+        )
+
+
+RECIPES = {
+    ModelRole.EDGE: ModelRecipe("digits-edge", "1.0.0", ModelRole.EDGE, "logistic regression, 64->10"),
+    ModelRole.CLOUD: ModelRecipe("digits-cloud", "1.0.0", ModelRole.CLOUD, "MLP 64->256->128->10"),
+}
+
+
+def _to_onnx_bytes(estimator: Any, name: str) -> bytes:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onnx_model = to_onnx(
+        estimator,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, N_FEATURES]))],
+        target_opset=TARGET_OPSET,
+        options={id(estimator): {"zipmap": False}},
+    )
+    onnx_model.graph.name = name
+    onnx_model.doc_string = ""
+    return bytes(onnx_model.SerializeToString(deterministic=True))
+
+
+def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, out_dir: Path) -> ModelEntry:
+    estimator = recipe.estimator(splits.seed)
+    estimator.fit(splits.train.x, splits.train.y)
+    blob = _to_onnx_bytes(estimator, recipe.name)
+    file_name = f"{recipe.name}-{recipe.version}.onnx"
+    (out_dir / file_name).write_bytes(blob)
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+
+    def accuracy(x: np.ndarray, y: np.ndarray) -> float:
+        labels = session.run(["label"], {INPUT_NAME: x})[0]
+        return round(float(np.mean(labels == y)), 6)
+
+    placement = topology.models[recipe.name]
+    return ModelEntry(
+        name=recipe.name,
+        version=recipe.version,
+        role=recipe.role.value,
+        file=file_name,
+        sha256=hashlib.sha256(blob).hexdigest(),
+        size_bytes=len(blob),
+        input=TensorSpec(name=INPUT_NAME, shape=(-1, N_FEATURES), dtype="float32"),
+        label_output="label",
+        probabilities_output="probabilities",
+        class_labels=CLASS_LABELS,
+        metrics=ModelMetrics(
+            validation_accuracy=accuracy(splits.validation.x, splits.validation.y),
+            test_accuracy=accuracy(splits.test.x, splits.test.y),
+        ),
+        allowed_jurisdictions=placement.jurisdictions,
+        seed=splits.seed,
+        training_data_sha256=splits.fingerprint(),
+        description=recipe.description,
+    )
+
+
+def build_all(out_dir: Path, seed: int, topology: Topology | None = None) -> Manifest:
+    topology = topology or load_topology()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits = load_digits_splits(seed)
+    entries = {r.name: build_model(r, splits, topology, out_dir) for r in RECIPES.values()}
+    manifest = Manifest(models=entries)
+    write_manifest(manifest, out_dir)
+    return manifest

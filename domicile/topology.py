@@ -1,0 +1,170 @@
+"""The topology file (domicile.toml): jurisdictions, their regions, models and fleets.
+
+Everything that needs a region name reads it from here, so a residency rule is stated once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from domicile.errors import ConfigError
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "domicile.toml"
+
+# Commercial AWS regions that Lambda, IoT Core and Greengrass v2 all serve.
+KNOWN_REGIONS = frozenset(
+    {
+        "us-east-1", "us-east-2", "us-west-2", "ca-central-1",
+        "eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "eu-south-1",
+        "ap-south-1", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "ap-northeast-2",
+        "sa-east-1",
+    }
+)  # fmt: skip
+
+_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+
+
+class FleetMode(StrEnum):
+    EDGE_ONLY = "edge-only"
+    CLOUD_ONLY = "cloud-only"
+    HYBRID = "hybrid"
+    SPLIT = "split"
+
+
+class ModelRole(StrEnum):
+    EDGE = "edge"
+    CLOUD = "cloud"
+
+
+Name = Annotated[str, Field(pattern=_NAME)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Jurisdiction(_Strict):
+    name: str
+    description: str = ""
+    regions: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("regions")
+    @classmethod
+    def _known_regions(cls, regions: tuple[str, ...]) -> tuple[str, ...]:
+        for region in regions:
+            if region not in KNOWN_REGIONS:
+                raise ValueError(f"unknown AWS region {region!r}")
+        return regions
+
+
+class ModelPlacement(_Strict):
+    name: str
+    role: ModelRole
+    jurisdictions: tuple[str, ...] = Field(min_length=1)
+
+
+class Fleet(_Strict):
+    name: str
+    jurisdiction: str
+    home_region: str
+    devices: int = Field(ge=1, le=10_000)
+    mode: FleetMode
+
+
+class Topology(_Strict):
+    jurisdictions: dict[Name, Jurisdiction]
+    models: dict[Name, ModelPlacement]
+    fleets: dict[Name, Fleet]
+
+    def regions_of(self, jurisdiction: str) -> tuple[str, ...]:
+        return self.jurisdictions[jurisdiction].regions
+
+    def home_regions(self) -> list[str]:
+        """Regions where something is deployed, in a stable order."""
+        return sorted({fleet.home_region for fleet in self.fleets.values()})
+
+    def jurisdiction_of_region(self, region: str) -> str:
+        """The jurisdiction whose data a stack in `region` holds (fleets decide it)."""
+        owners = {f.jurisdiction for f in self.fleets.values() if f.home_region == region}
+        if len(owners) != 1:
+            raise ConfigError(f"region {region!r} is home to fleets of {sorted(owners) or 'no'} jurisdiction(s)")
+        return owners.pop()
+
+    def fleets_in(self, region: str) -> list[Fleet]:
+        return [f for f in self.fleets.values() if f.home_region == region]
+
+    def model_for(self, role: ModelRole) -> ModelPlacement:
+        for model in self.models.values():
+            if model.role is role:
+                return model
+        raise ConfigError(f"models: no model has role {role.value!r}")
+
+
+def _with_names(section: Any) -> Any:
+    """Copy each table's key into its `name` field so errors and objects carry it."""
+    if not isinstance(section, dict):
+        return section
+    return {key: ({**value, "name": key} if isinstance(value, dict) else value) for key, value in section.items()}
+
+
+def _cross_check(topo: Topology) -> None:
+    region_owner: dict[str, str] = {}
+    for jur in topo.jurisdictions.values():
+        for region in jur.regions:
+            if region in region_owner:
+                raise ConfigError(
+                    f"jurisdictions.{jur.name}.regions: {region} already belongs to {region_owner[region]}"
+                )
+            region_owner[region] = jur.name
+    for model in topo.models.values():
+        for jur_name in model.jurisdictions:
+            if jur_name not in topo.jurisdictions:
+                raise ConfigError(f"models.{model.name}.jurisdictions: unknown jurisdiction {jur_name!r}")
+    for fleet in topo.fleets.values():
+        key = f"fleets.{fleet.name}"
+        if fleet.jurisdiction not in topo.jurisdictions:
+            raise ConfigError(f"{key}.jurisdiction: unknown jurisdiction {fleet.jurisdiction!r}")
+        allowed = topo.jurisdictions[fleet.jurisdiction].regions
+        if fleet.home_region not in allowed:
+            raise ConfigError(
+                f"{key}.home_region: {fleet.home_region} is outside jurisdiction "
+                f"{fleet.jurisdiction!r} (allowed: {', '.join(allowed)})"
+            )
+    for role in ModelRole:
+        if sum(m.role is role for m in topo.models.values()) != 1:
+            raise ConfigError(f"models: exactly one model must have role {role.value!r}")
+
+
+def parse_topology(data: dict[str, Any]) -> Topology:
+    """Validate a parsed TOML document; errors name the dotted key and the reason."""
+    shaped = {key: _with_names(value) for key, value in data.items()}
+    try:
+        topo = Topology.model_validate(shaped)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{key}: {first['msg'].removeprefix('Value error, ')}") from exc
+    _cross_check(topo)
+    return topo
+
+
+def load_topology(path: Path | str | None = None) -> Topology:
+    path = Path(path) if path else DEFAULT_TOPOLOGY
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"topology file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_topology(data)
+
+
+def slug(text: str) -> str:
+    """A CloudFormation-friendly PascalCase form of a name like `eu-central-1`."""
+    return "".join(part.capitalize() for part in re.split(r"[^a-zA-Z0-9]", text) if part)

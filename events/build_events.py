@@ -1,0 +1,125 @@
+"""Rebuild the sample events from the shapes `sam local generate-event` printed (events/sam/).
+
+    python events/build_events.py
+
+Bodies are real held-out digits rows, so the answers the demo prints can be checked by eye.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from domicile.datasets import load_digits_splits
+from domicile.manifest import load_manifest
+
+HERE = Path(__file__).resolve().parent
+SAM = HERE / "sam"
+REGION = "eu-central-1"
+BUCKET = "domicile-data-eu-central-1"
+
+
+def _load(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((SAM / name).read_text())
+    return event
+
+
+def _write(name: str, event: Any) -> None:
+    text = json.dumps(event, indent=2) + "\n" if not isinstance(event, str) else event
+    (HERE / name).write_text(text)
+
+
+def http_event(method: str, path: str, body: dict[str, Any] | None, function_url: bool = False) -> dict[str, Any]:
+    event = copy.deepcopy(_load("apigateway-http-api-proxy.json"))
+    event.update(rawPath=path, rawQueryString="", cookies=[], queryStringParameters=None, stageVariables=None)
+    event["headers"] = {"content-type": "application/json", "host": "example"}
+    event["requestContext"]["http"].update(method=method, path=path)
+    event["requestContext"]["requestId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, method + path))
+    event["pathParameters"] = None
+    if body is None:
+        event.pop("body", None)
+        event["isBase64Encoded"] = False
+    else:
+        event["body"] = base64.b64encode(json.dumps(body).encode()).decode()
+        event["isBase64Encoded"] = True
+    if function_url:
+        # A Function URL event is payload format 2.0 without API Gateway's routing fields.
+        event["requestContext"].pop("authorizer", None)
+        event["requestContext"].pop("authentication", None)
+        event["requestContext"]["domainName"] = f"abcdefg.lambda-url.{REGION}.on.aws"
+        event["requestContext"]["domainPrefix"] = "abcdefg"
+        event["requestContext"]["apiId"] = "abcdefg"
+        event.pop("pathParameters", None)
+        event.pop("stageVariables", None)
+    return event
+
+
+def escalation(device: str, case: str, features: list[float], edge: dict[str, Any] | None, sha: str) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{device}/{case}")),
+        "device": device,
+        "fleet": "munich-line",
+        "jurisdiction": "eu",
+        "home_region": REGION,
+        "model": {"name": "digits-edge", "version": "1.0.0", "sha256": sha},
+        "produced_at": "2026-11-24T10:00:00Z",
+        "kind": "escalate",
+        "payload": {"case_id": case, "features": features, "edge": edge},
+    }
+
+
+def main() -> None:
+    test = load_digits_splits().test
+    edge = load_manifest().models["digits-edge"]
+    rows = [[float(v) for v in row] for row in test.x[:4]]
+
+    infer_body = {
+        "id": "demo-1",
+        "inputs": [{"name": "pixels", "shape": [2, 64], "datatype": "FP32", "data": rows[0] + rows[1]}],
+    }
+    _write("http-infer.json", http_event("POST", "/v2/models/digits-cloud/infer", infer_body))
+    _write(
+        "function-url-infer.json",
+        http_event("POST", "/v2/models/digits-edge/infer", infer_body, function_url=True),
+    )
+    _write("http-metadata.json", http_event("GET", "/v2/models/digits-edge", None))
+    _write("http-ready.json", http_event("GET", "/v2/health/ready", None))
+    bad = {"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": rows[0][:63]}]}
+    _write("http-infer-bad-shape.json", http_event("POST", "/v2/models/digits-cloud/infer", bad))
+
+    sqs = _load("sqs-receive-message.json")
+    template = sqs["Records"][0]
+    records = []
+    bodies = [
+        escalation(
+            "munich-line-0",
+            "case-1",
+            rows[2],
+            {"label": str(int(test.y[2])), "confidence": 0.41},
+            edge.sha256,
+        ),
+        {"schema_version": 1, "kind": "escalate", "device": "munich-line-1"},  # missing fields: fails alone
+        escalation("munich-line-1", "case-2", rows[3], None, edge.sha256),
+    ]
+    for i, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["messageId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sqs-{i}"))
+        record["body"] = json.dumps(body)
+        record.pop("md5OfBody", None)
+        records.append(record)
+    _write("sqs-escalations.json", {"Records": records})
+
+    _write("s3-put.json", _load("s3-put.json"))
+    lines = [json.dumps({"id": f"row-{i}", "features": row}) for i, row in enumerate(rows)]
+    lines.insert(2, '{"id": "broken", "features": [1, 2, 3]}')
+    lines.insert(3, "not json at all")
+    _write("s3-batch-001.jsonl", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Local (Docker-free) bundling of the Python Lambda asset.
+
+pip installs manylinux wheels for the Lambda runtime's Python version and CPU into a cache keyed
+by the hash of the requirements, so only the first synth pays for the download; each bundle
+copies the cached dependencies plus our code and models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = PROJECT_ROOT / ".cache" / "lambda-deps"
+REQUIREMENTS = PROJECT_ROOT / "functions" / "requirements.txt"
+BUNDLER_VERSION = "1"  # bump to invalidate every cached bundle
+
+# The Lambda runtime provides these, and they are big: leave them out of the asset.
+PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer")
+# Parts of packages a handler never imports.
+PRUNE = (
+    "onnxruntime/transformers",
+    "onnxruntime/quantization",
+    "onnxruntime/tools",
+    "onnxruntime/datasets",
+    "numpy/tests",
+    "numpy/*/tests",
+    "numpy/_core/include",
+    "numpy/f2py",
+    "bin",
+)
+CODE_DIRS = ("domicile", "functions")
+MODEL_FILES = ("*.onnx", "manifest.json")
+
+
+def platform_tags(architecture: lambda_.Architecture) -> list[str]:
+    cpu = "aarch64" if architecture.name == lambda_.Architecture.ARM_64.name else "x86_64"
+    # Lambda's Amazon Linux 2023 runtimes have glibc 2.34.
+    return [f"manylinux_2_{minor}_{cpu}" for minor in (34, 28, 27, 17)] + [f"manylinux2014_{cpu}"]
+
+
+def python_version(runtime: lambda_.Runtime) -> str:
+    return runtime.name.removeprefix("python")
+
+
+def _hash_files(digest: Any, root: Path, patterns: tuple[str, ...]) -> None:
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+                digest.update(path.read_bytes())
+
+
+def _deps_key(py: str, tags: list[str]) -> str:
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes())
+    digest.update(f"{py}|{','.join(tags)}|{BUNDLER_VERSION}".encode())
+    return digest.hexdigest()[:20]
+
+
+def asset_hash(runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> str:
+    """Changes when the requirements, our code or a model changes, and for nothing else."""
+    digest = hashlib.sha256(_deps_key(python_version(runtime), platform_tags(architecture)).encode())
+    for code_dir in CODE_DIRS:
+        _hash_files(digest, PROJECT_ROOT / code_dir, ("**/*.py",))
+    _hash_files(digest, PROJECT_ROOT / "models", MODEL_FILES)
+    return digest.hexdigest()
+
+
+def install_dependencies(py: str, tags: list[str]) -> Path:
+    target = CACHE_DIR / _deps_key(py, tags)
+    if (target / ".complete").exists():
+        return target
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    platform_args = [arg for tag in tags for arg in ("--platform", tag)]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-compile",
+         "--target", str(staging), "--implementation", "cp", "--python-version", py,
+         "--only-binary=:all:", *platform_args, "-r", str(REQUIREMENTS)],
+        check=True,
+    )  # fmt: skip
+    for name in PROVIDED_BY_RUNTIME:
+        for path in staging.glob(f"{name}*"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for pattern in PRUNE:
+        for path in staging.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+    for cache in staging.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+    (staging / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def build_asset(output_dir: Path, runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> None:
+    deps = install_dependencies(python_version(runtime), platform_tags(architecture))
+    shutil.copytree(deps, output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
+    for code_dir in CODE_DIRS:
+        shutil.copytree(PROJECT_ROOT / code_dir, output_dir / code_dir, dirs_exist_ok=True, ignore=ignore)
+    models_out = output_dir / "models"
+    models_out.mkdir(exist_ok=True)
+    for pattern in MODEL_FILES:
+        for path in (PROJECT_ROOT / "models").glob(pattern):
+            shutil.copy2(path, models_out / path.name)
+
+
+@jsii.implements(ILocalBundling)
+class PipLocalBundling:
+    def __init__(self, runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> None:
+        self.runtime = runtime
+        self.architecture = architecture
+
+    def try_bundle(self, output_dir: str, options: Any = None) -> bool:
+        build_asset(Path(output_dir), self.runtime, self.architecture)
+        return True
+
+
+def python_function_code(runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> lambda_.Code:
+    """The asset of our Python functions, bundled locally (a Docker image is named but never used)."""
+    return lambda_.Code.from_asset(
+        str(PROJECT_ROOT / "functions"),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=asset_hash(runtime, architecture),
+        bundling=BundlingOptions(
+            image=DockerImage.from_registry(f"public.ecr.aws/sam/build-{runtime.name}"),
+            # jsii passes the options positionally; the generated stub spells them out as keywords.
+            local=PipLocalBundling(runtime, architecture),  # type: ignore[arg-type]
+        ),
+    )

@@ -1,0 +1,127 @@
+"""The cloud inference function: one asset, three entry points (HTTP, SQS batch, S3 JSON lines)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from infra.bundling import python_function_code
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+FUNCTION_TIMEOUT = Duration.seconds(30)
+INPUT_PREFIX = "incoming/"
+OUTPUT_PREFIX = "results/"
+
+
+@dataclass(frozen=True)
+class InferenceFunctionProps:
+    jurisdiction: str
+    default_model: str
+    key: kms.IKey
+    bucket: s3.IBucket
+    request_queue: sqs.IQueue
+    results_queue: sqs.IQueue
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    memory_mb: int = 1024
+
+
+class InferenceFunction(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, props: InferenceFunctionProps) -> None:
+        super().__init__(scope, construct_id)
+        code = python_function_code(RUNTIME, ARCHITECTURE)
+        environment = {
+            "JURISDICTION": props.jurisdiction,
+            "MODEL_DIR": "/var/task/models",
+            "DEFAULT_MODEL": props.default_model,
+            "RESULTS_QUEUE_URL": props.results_queue.queue_url,
+            "INPUT_PREFIX": INPUT_PREFIX,
+            "OUTPUT_PREFIX": OUTPUT_PREFIX,
+            "POWERTOOLS_SERVICE_NAME": "domicile-inference",
+            "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+        def function(name: str, handler: str, description: str) -> lambda_.Function:
+            log_group = logs.LogGroup(
+                self, f"{name}Logs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
+            )
+            return lambda_.Function(
+                self,
+                name,
+                description=description,
+                runtime=RUNTIME,
+                architecture=ARCHITECTURE,
+                handler=handler,
+                code=code,
+                memory_size=props.memory_mb,
+                timeout=FUNCTION_TIMEOUT,
+                environment=environment,
+                tracing=lambda_.Tracing.ACTIVE,
+                log_group=log_group,
+            )
+
+        self.http = function("Http", "functions.inference.http_api.handler", "OIP v2 inference over HTTP")
+        self.sqs = function("Sqs", "functions.inference.sqs_batch.handler", "Batch inference of escalations")
+        self.s3 = function("S3", "functions.inference.s3_batch.handler", "JSON-lines batch inference from S3")
+
+        self.url = self.http.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+
+        self.sqs.add_event_source(
+            sources.SqsEventSource(
+                props.request_queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )
+        props.results_queue.grant_send_messages(self.sqs)
+
+        props.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(self.s3),
+            s3.NotificationKeyFilter(prefix=INPUT_PREFIX, suffix=".jsonl"),
+        )
+        props.bucket.grant_read(self.s3, f"{INPUT_PREFIX}*")
+        props.bucket.grant_put(self.s3, f"{OUTPUT_PREFIX}*")
+
+        CfnOutput(self, "FunctionUrl", value=self.url.url)
+        for fn in (self.http, self.sqs, self.s3):
+            NagSuppressions.add_resource_suppressions(
+                fn,
+                [
+                    NagPackSuppression(
+                        id="AwsSolutions-IAM4",
+                        reason="AWSLambdaBasicExecutionRole only lets the function write its own logs.",
+                        applies_to=[
+                            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+                        ],
+                    ),
+                    NagPackSuppression(
+                        id="AwsSolutions-IAM5",
+                        reason="X-Ray PutTraceSegments/PutTelemetryRecords take no resource ARN; KMS and S3 "
+                        "wildcards are the action groups CDK grants on our own key and our own prefixes.",
+                        applies_to=[
+                            "Resource::*",
+                            "Action::kms:GenerateDataKey*",
+                            "Action::kms:ReEncrypt*",
+                            "Action::s3:GetObject*",
+                            "Action::s3:GetBucket*",
+                            "Action::s3:List*",
+                            "Action::s3:Abort*",
+                            {"regex": "/^Resource::<.*Bucket.*\\.Arn>/(incoming|results)/\\*$/g"},
+                        ],
+                    ),
+                ],
+                apply_to_children=True,
+            )

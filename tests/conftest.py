@@ -1,0 +1,84 @@
+"""Shared fixtures. moto is imported before any boto3 client exists, so every client is mockable."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+MODELS = ROOT / "models"
+REGION = "eu-central-1"
+ACCOUNT = "123456789012"
+RESULTS_QUEUE = "domicile-results"
+RESULTS_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{RESULTS_QUEUE}"
+BUCKET = "domicile-data-eu-central-1"
+
+# The inference function's environment, as the stack sets it (the handlers read it at import).
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "JURISDICTION": "eu",
+        "MODEL_DIR": str(MODELS),
+        "DEFAULT_MODEL": "digits-cloud",
+        "RESULTS_QUEUE_URL": RESULTS_QUEUE_URL,
+        "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+)
+
+
+def load_event(name: str) -> Any:
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture
+def lambda_context() -> Any:
+    from domicile.local_invoke import LambdaContext
+
+    return LambdaContext(function_name="domicile-test", region=REGION)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def results_queue(aws: None) -> str:
+    sqs = boto3.client("sqs", region_name=REGION)
+    return sqs.create_queue(QueueName=RESULTS_QUEUE)["QueueUrl"]
+
+
+@pytest.fixture
+def bucket(aws: None) -> str:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return BUCKET
+
+
+def drain(queue_url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    bodies: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
