@@ -37,7 +37,7 @@ demo: setup models synth
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domicile functions infra benchmarks events
+	$(BIN)/mypy domicile functions infra benchmarks events tests
 
 test: setup lint
 	$(BIN)/pytest -n 2

@@ -57,7 +57,8 @@ def features_matrix(
         raise InputError(field, f"must be 2-D [batch, {n_features}], got {array.ndim}-D")
     if array.shape[1] != n_features:
         raise InputError(field, f"each row needs {n_features} features, got {array.shape[1]}")
-    matrix = array.astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow becomes inf, reported just below
+        matrix = array.astype(np.float32)
     if not np.isfinite(matrix).all():
         bad_row = int(np.argwhere(~np.isfinite(matrix))[0][0])
         raise InputError(field, f"row {bad_row} holds NaN or infinity (or a value too large for float32)")

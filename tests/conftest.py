@@ -68,7 +68,7 @@ def results_queue(aws: None) -> str:
 @pytest.fixture
 def bucket(aws: None) -> str:
     s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     return BUCKET
 
 

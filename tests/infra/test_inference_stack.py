@@ -1,0 +1,158 @@
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aws_cdk import App, Aspects, Stack
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.assertions import Annotations, Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from domicile.topology import load_topology
+from infra.app import inference_stack_name
+
+TOPOLOGY = load_topology()
+REGIONS = TOPOLOGY.home_regions()
+
+
+def stack_of(app, region) -> Stack:
+    stack = app.node.find_child(inference_stack_name(region))
+    assert isinstance(stack, Stack)
+    return stack
+
+
+@pytest.fixture(params=REGIONS)
+def region(request):
+    return request.param
+
+
+@pytest.fixture
+def template(synthesized, region) -> Template:
+    app, _, _ = synthesized
+    return Template.from_stack(stack_of(app, region))
+
+
+def test_one_stack_per_home_region_in_that_region(synthesized):
+    app, assembly, _ = synthesized
+    names = sorted(s.stack_name for s in assembly.stacks)
+    assert names == sorted(inference_stack_name(r) for r in REGIONS)
+    for region in REGIONS:
+        assert stack_of(app, region).region == region
+
+
+def test_functions(template, region):
+    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.14"}})
+    ours = {k: v for k, v in functions.items() if v["Properties"]["Handler"].startswith("functions.")}
+    assert len(ours) == 3
+    for resource in ours.values():
+        props = resource["Properties"]
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        env = props["Environment"]["Variables"]
+        assert env["JURISDICTION"] == TOPOLOGY.jurisdiction_of_region(region)
+        assert env["DEFAULT_MODEL"] == "digits-cloud"
+        assert env["MODEL_DIR"] == "/var/task/models"
+        module, _, attr = props["Handler"].rpartition(".")
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin is not None and Path(spec.origin).is_file()
+        assert attr == "handler"
+        assert "LoggingConfig" in props  # its own log group, with retention
+    template.resource_properties_count_is("AWS::Logs::LogGroup", {"RetentionInDays": 30}, 3)
+
+
+def test_function_url_is_iam_only(template):
+    template.has_resource_properties("AWS::Lambda::Url", {"AuthType": "AWS_IAM"})
+    template.resource_count_is("AWS::Lambda::Url", 1)
+
+
+def test_queues_are_encrypted_with_dlqs(template):
+    queues = template.find_resources("AWS::SQS::Queue")
+    assert len(queues) == 4
+    for queue in queues.values():
+        assert "KmsMasterKeyId" in queue["Properties"]
+    redriven = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert len(redriven) == 2
+    assert all(q["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 3 for q in redriven)
+    template.resource_count_is("AWS::SQS::QueuePolicy", 4)  # TLS-only policies
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {"FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 10},
+    )
+
+
+def test_data_bucket_is_private_encrypted_tls_only(template):
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    Match.object_like({"ServerSideEncryptionByDefault": Match.object_like({"SSEAlgorithm": "aws:kms"})})
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": Match.any_value(),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    (notifications,) = template.find_resources("Custom::S3BucketNotifications").values()
+    (config,) = notifications["Properties"]["NotificationConfiguration"]["LambdaFunctionConfigurations"]
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    rules = {r["Name"]: r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
+    assert rules == {"prefix": "incoming/", "suffix": ".jsonl"}  # results/ never re-triggers the function
+
+
+def test_cdk_nag_has_no_unsuppressed_errors_or_warnings(synthesized, region):
+    app, _, _ = synthesized
+    annotations = Annotations.from_stack(stack_of(app, region))
+    assert annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+    assert annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+
+
+def test_cdk_nag_is_wired_to_catch_violations():
+    app = App()
+    stack = Stack(app, "Bad")
+    sqs.Queue(stack, "Plain", encryption=sqs.QueueEncryption.UNENCRYPTED)
+    Aspects.of(app).add(AwsSolutionsChecks())
+    app.synth()
+    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-SQS.*"))
+    assert errors
+
+
+def test_cfn_lint_finds_no_errors(synthesized):
+    _, _, outdir = synthesized
+    templates = sorted(str(p) for p in Path(outdir).glob("*.template.json"))
+    assert len(templates) == len(REGIONS)
+    result = subprocess.run(
+        [sys.executable, "-m", "cfnlint", "--format", "parseable", "--", *templates], capture_output=True, text=True
+    )
+    # cfn-lint's exit code is a bit mask: 2 = errors, 4 = warnings, 8 = informational.
+    assert result.returncode & 2 == 0, result.stdout
+
+
+def test_asset_fits_lambda_and_holds_code_models_and_arm_wheels(synthesized):
+    _, _, outdir = synthesized
+    (asset,) = [p for p in Path(outdir).glob("asset.*") if p.is_dir()]
+    size = sum(f.stat().st_size for f in asset.rglob("*") if f.is_file())
+    assert size < 250 * 1024 * 1024  # Lambda's hard limit on an unzipped package
+    assert (asset / "models" / "manifest.json").is_file()
+    assert (asset / "functions" / "inference" / "http_api.py").is_file()
+    assert not (asset / "botocore").exists()  # provided by the runtime
+    native = list((asset / "onnxruntime" / "capi").glob("onnxruntime_pybind11_state*.so"))
+    assert native and "aarch64" in native[0].name

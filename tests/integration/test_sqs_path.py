@@ -1,0 +1,101 @@
+"""The SQS entry point against moto: a bad record fails alone; good ones share one ORT run."""
+
+import copy
+import json
+import uuid
+
+import boto3
+
+from domicile.envelope import result_message_id
+from tests.conftest import REGION, drain, load_event
+
+
+def _handler():
+    from functions.inference import sqs_batch
+
+    return sqs_batch
+
+
+def test_bad_record_fails_alone_and_good_ones_are_answered(results_queue, lambda_context, monkeypatch):
+    sqs_batch = _handler()
+    calls = []
+    original_run = sqs_batch.runtime.run
+
+    def counting_run(entry, matrix):
+        calls.append(matrix.shape)
+        return original_run(entry, matrix)
+
+    monkeypatch.setattr(sqs_batch.runtime, "run", counting_run)
+    event = load_event("sqs-escalations.json")
+    response = sqs_batch.handler(event, lambda_context)
+
+    bad_id = event["Records"][1]["messageId"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad_id}]}
+    assert calls == [(2, 64)]  # one vectorized run over the two good records
+
+    answers = drain(results_queue)
+    requests = [json.loads(event["Records"][i]["body"]) for i in (0, 2)]
+    assert sorted(a["message_id"] for a in answers) == sorted(
+        str(result_message_id(uuid.UUID(r["message_id"]))) for r in requests
+    )
+    for answer in answers:
+        assert answer["kind"] == "result"
+        assert answer["jurisdiction"] == "eu" and answer["home_region"] == REGION
+        assert answer["model"]["name"] == "digits-cloud"
+        (result,) = answer["payload"]["results"]
+        assert result["source"] == "cloud"
+    escalated = {a["payload"]["results"][0]["case_id"]: a["payload"]["results"][0]["escalated"] for a in answers}
+    assert escalated == {"case-1": True, "case-2": False}  # case-2 is raw offload (no edge guess)
+
+
+def test_redelivery_gives_the_same_result_ids(results_queue, lambda_context):
+    sqs_batch = _handler()
+    event = load_event("sqs-escalations.json")
+    sqs_batch.handler(event, lambda_context)
+    first = sorted(a["message_id"] for a in drain(results_queue))
+    sqs_batch.handler(event, lambda_context)
+    assert sorted(a["message_id"] for a in drain(results_queue)) == first
+
+
+def test_wrong_kind_and_bad_features_fail_with_their_records(results_queue, lambda_context):
+    sqs_batch = _handler()
+    event = load_event("sqs-escalations.json")
+    good = event["Records"][0]
+    wrong_kind = copy.deepcopy(good)
+    body = json.loads(wrong_kind["body"])
+    body.update(kind="result", payload={"results": [{"case_id": "x", "label": "1", "confidence": 1, "source": "edge"}]})
+    wrong_kind.update(messageId="wrong-kind", body=json.dumps(body))
+    short = copy.deepcopy(good)
+    body = json.loads(short["body"])
+    body["payload"]["features"] = [1.0] * 10
+    short.update(messageId="short", body=json.dumps(body))
+    response = sqs_batch.handler({"Records": [good, wrong_kind, short]}, lambda_context)
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["short", "wrong-kind"]
+    assert len(drain(results_queue)) == 1
+
+
+def test_refused_sends_are_reported_as_failures(results_queue, lambda_context, monkeypatch):
+    sqs_batch = _handler()
+    event = load_event("sqs-escalations.json")
+    good_ids = [event["Records"][i]["messageId"] for i in (0, 2)]
+    monkeypatch.setattr(sqs_batch.sink, "send", lambda pairs: [pairs[0][0]])
+    response = sqs_batch.handler(event, lambda_context)
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    assert good_ids[0] in failed and good_ids[1] not in failed
+
+
+def test_whole_batch_bad_raises_so_sqs_retries_everything(results_queue, lambda_context):
+    import pytest
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    sqs_batch = _handler()
+    event = load_event("sqs-escalations.json")
+    event["Records"] = [event["Records"][1]]
+    with pytest.raises(BatchProcessingError):
+        sqs_batch.handler(event, lambda_context)
+    assert (
+        boto3.client("sqs", region_name=REGION).get_queue_attributes(
+            QueueUrl=results_queue, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        == "0"
+    )

@@ -1,0 +1,60 @@
+import hashlib
+import warnings
+
+import numpy as np
+import pytest
+
+from domicile.datasets import load_digits_splits
+from domicile.manifest import load_manifest
+from domicile.modelbuild import build_all
+from domicile.runtime import ModelRuntime
+from tests.conftest import MODELS
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def test_committed_manifest_matches_committed_files():
+    manifest = load_manifest(MODELS)
+    assert set(manifest.models) == {"digits-edge", "digits-cloud"}
+    for entry in manifest.models.values():
+        blob = (MODELS / entry.file).read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == entry.sha256
+        assert len(blob) == entry.size_bytes
+        assert entry.input.shape == (-1, 64)
+        assert entry.class_labels == tuple(str(d) for d in range(10))
+        assert set(entry.allowed_jurisdictions) == {"eu", "us"}
+
+
+def test_cloud_model_is_more_accurate_and_edge_model_is_smaller():
+    manifest = load_manifest(MODELS)
+    edge, cloud = manifest.models["digits-edge"], manifest.models["digits-cloud"]
+    assert cloud.metrics.test_accuracy > edge.metrics.test_accuracy >= 0.95
+    assert edge.size_bytes * 10 < cloud.size_bytes
+
+
+def test_recorded_accuracy_is_what_the_model_scores_on_the_test_split():
+    runtime = ModelRuntime(MODELS)
+    test = load_digits_splits().test
+    for entry in runtime.manifest.models.values():
+        predictions = runtime.predict(entry.name, test.x)
+        assert float(np.mean(predictions.labels == test.y)) == pytest.approx(entry.metrics.test_accuracy, abs=1e-6)
+
+
+def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path):
+    first = build_all(tmp_path / "a", seed=7)
+    second = build_all(tmp_path / "b", seed=7)
+    other = build_all(tmp_path / "c", seed=8)
+    for name, entry in first.models.items():
+        assert (tmp_path / "a" / entry.file).read_bytes() == (tmp_path / "b" / entry.file).read_bytes()
+        assert second.models[name].sha256 == entry.sha256
+        assert other.models[name].sha256 != entry.sha256
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+
+
+def test_splits_are_disjoint_and_stratified():
+    splits = load_digits_splits()
+    sizes = [len(s.y) for s in (splits.train, splits.validation, splits.test)]
+    assert sum(sizes) == 1797
+    assert sizes[0] == pytest.approx(0.6 * 1797, abs=2)
+    for part in (splits.validation, splits.test):
+        assert set(np.unique(part.y)) == set(range(10))
