@@ -23,8 +23,23 @@ def escalation_features(envelope: EscalateEnvelope, n_features: int) -> np.ndarr
     return row
 
 
+def check_feature_count(envelope: EscalateEnvelope, n_features: int) -> None:
+    """The per-record check of a batch; the envelope parser has already refused NaN and infinity."""
+    count = len(envelope.payload.features)
+    if count != n_features:
+        raise InputError("payload.features", f"needs {n_features} features, got {count}")
+
+
+def stack_rows(requests: list[EscalateEnvelope]) -> tuple[np.ndarray, list[int]]:
+    """One float32 matrix for a batch, and the indexes of rows that overflow float32."""
+    with np.errstate(over="ignore"):
+        matrix = np.asarray([r.payload.features for r in requests], dtype=np.float32)
+    overflowing = np.flatnonzero(~np.isfinite(matrix).all(axis=1)).tolist()
+    return matrix, overflowing
+
+
 def answer_escalations(
-    runtime: ModelRuntime, model: str, requests: list[EscalateEnvelope], rows: list[np.ndarray] | None = None
+    runtime: ModelRuntime, model: str, requests: list[EscalateEnvelope], matrix: np.ndarray | None = None
 ) -> list[ResultEnvelope]:
     """Run the cloud model once over all requests and wrap each answer in a result envelope.
 
@@ -34,11 +49,11 @@ def answer_escalations(
     if not requests:
         return []
     entry = runtime.entry(model)
-    if rows is None:
-        rows = [escalation_features(r, entry.n_features) for r in requests]
-    if len(rows) != len(requests):
-        raise InputError("rows", "one feature row is needed per request")
-    predictions = runtime.run(entry, np.stack(rows))
+    if matrix is None:
+        matrix = np.stack([escalation_features(r, entry.n_features) for r in requests])
+    if len(matrix) != len(requests):
+        raise InputError("matrix", "one feature row is needed per request")
+    predictions = runtime.run(entry, matrix)
     ref = ModelRef(name=entry.name, version=entry.version, sha256=entry.sha256)
     answers = []
     for i, request in enumerate(requests):

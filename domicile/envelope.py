@@ -55,7 +55,8 @@ class ResultPayload(_Strict):
 
 class EscalatePayload(_Strict):
     case_id: str = Field(pattern=_ID)
-    features: list[float] = Field(min_length=1, max_length=4096)
+    # NaN and infinity are refused here, while parsing, so a batch never carries them.
+    features: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=4096)
     edge: EdgeGuess | None = None  # None when the fleet offloads raw features (cloud-only)
 
 

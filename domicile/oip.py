@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domicile.errors import InputError
 from domicile.manifest import ModelEntry
@@ -22,8 +22,16 @@ class InferInput(BaseModel):
     name: str
     shape: list[int] = Field(min_length=1, max_length=4)
     datatype: str
-    data: list[Any]
+    # Validated as a whole by features_matrix (numpy), not item by item: a row is 64+ values.
+    data: Any
     parameters: dict[str, Any] | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _is_list(cls, data: Any) -> Any:
+        if not isinstance(data, list):
+            raise ValueError("must be an array")
+        return data
 
 
 class RequestedOutput(BaseModel):
@@ -103,7 +111,7 @@ def encode_infer_response(request: InferRequest, predictions: Predictions) -> di
                 "name": entry.probabilities_output,
                 "shape": list(probs.shape),
                 "datatype": "FP32",
-                "data": [round(float(p), 6) for p in probs.ravel()],
+                "data": np.round(probs.astype(np.float64), 6).ravel().tolist(),
             }
         )
     response: dict[str, Any] = {"model_name": entry.name, "model_version": entry.version, "outputs": outputs}

@@ -95,7 +95,6 @@ def model_ready(name: str) -> dict[str, Any]:
 
 
 @app.post("/v2/models/<name>/infer")
-@tracer.capture_method
 def infer(name: str) -> dict[str, Any]:
     entry = runtime.entry(name)
     request, matrix = decode_infer_request(_request_body(), entry, settings.max_batch_rows)

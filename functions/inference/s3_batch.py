@@ -9,12 +9,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
+import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domicile.jsonlines import infer_jsonlines
-from functions.inference.shared import logger, metrics, runtime, s3, settings, tracer
+from functions.inference.shared import logger, metrics, runtime, settings, tracer
+
+tracer.patch(["botocore"])
+s3 = boto3.client("s3", region_name=settings.aws_region)
 
 
 def output_key(key: str) -> str:

@@ -9,17 +9,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
+import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from domicile.cloud import answer_escalations, escalation_features
+from domicile.cloud import answer_escalations, check_feature_count, stack_rows
 from domicile.envelope import EscalateEnvelope, parse_envelope
 from domicile.errors import ConfigError, InputError
 from domicile.sinks import SqsEnvelopeSink
-from functions.inference.shared import logger, metrics, runtime, settings, sqs, tracer
+from functions.inference.shared import logger, metrics, runtime, settings, tracer
+
+tracer.patch(["botocore"])
+sqs = boto3.client("sqs", region_name=settings.aws_region)
 
 processor = BatchProcessor(event_type=EventType.SQS)
 if not settings.results_queue_url:
@@ -34,7 +37,6 @@ class _Batch:
     def __init__(self) -> None:
         self.record_ids: list[str] = []
         self.requests: list[EscalateEnvelope] = []
-        self.rows: list[np.ndarray] = []
 
 
 _batch = _Batch()
@@ -45,16 +47,17 @@ def record_handler(record: SQSRecord) -> None:
         envelope = parse_envelope(record.body)
         if not isinstance(envelope, EscalateEnvelope):
             raise InputError("kind", f"the inference queue takes 'escalate' envelopes, not {envelope.kind!r}")
-        row = escalation_features(envelope, model_entry.n_features)
+        check_feature_count(envelope, model_entry.n_features)
     except InputError as err:
-        metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
-        logger.warning(
-            "failed record", extra={"message_id": record.message_id, "field": err.field, "reason": err.reason}
-        )
+        _reject(record.message_id, err)
         raise
     _batch.record_ids.append(record.message_id)
     _batch.requests.append(envelope)
-    _batch.rows.append(row)
+
+
+def _reject(message_id: str, err: InputError) -> None:
+    metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
+    logger.warning("failed record", extra={"message_id": message_id, "field": err.field, "reason": err.reason})
 
 
 @logger.inject_lambda_context
@@ -66,9 +69,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response: dict[str, Any] = dict(
         process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     )
+    failed: list[str] = []
+    matrix, overflowing = stack_rows(_batch.requests)
+    if overflowing:
+        # Values too large for float32: these records fail alone, like any other bad record.
+        for i in overflowing:
+            _reject(_batch.record_ids[i], InputError("payload.features", "holds a value too large for float32"))
+        failed = [_batch.record_ids[i] for i in overflowing]
+        keep = [i for i in range(len(_batch.requests)) if i not in set(overflowing)]
+        _batch.record_ids = [_batch.record_ids[i] for i in keep]
+        _batch.requests = [_batch.requests[i] for i in keep]
+        matrix = matrix[keep]
     if _batch.requests:
         started = time.perf_counter()
-        answers = answer_escalations(runtime, model_entry.name, _batch.requests, _batch.rows)
+        answers = answer_escalations(runtime, model_entry.name, _batch.requests, matrix)
         metrics.add_metric(
             name="InferenceLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
         )
@@ -76,7 +90,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         unsent = sink.send(list(zip(_batch.record_ids, answers, strict=True)))
         if unsent:
             logger.error("results queue refused answers; their records will be retried", extra={"records": unsent})
+        failed.extend(unsent)
+    if failed:
         failures = list(response.get("batchItemFailures", []))
-        failures.extend({"itemIdentifier": record_id} for record_id in unsent)
+        failures.extend({"itemIdentifier": record_id} for record_id in failed)
         response["batchItemFailures"] = failures
     return response

@@ -99,3 +99,18 @@ def test_whole_batch_bad_raises_so_sqs_retries_everything(results_queue, lambda_
         )["Attributes"]["ApproximateNumberOfMessages"]
         == "0"
     )
+
+
+def test_nan_and_float32_overflow_fail_alone(results_queue, lambda_context):
+    sqs_batch = _handler()
+    event = load_event("sqs-escalations.json")
+    good = event["Records"][0]
+    nan = copy.deepcopy(good)
+    nan.update(messageId="nan", body=good["body"].replace('"features": [0.0', '"features": [NaN', 1))
+    huge = copy.deepcopy(good)
+    body = json.loads(huge["body"])
+    body["payload"]["features"][5] = 1e300
+    huge.update(messageId="huge", body=json.dumps(body))
+    response = sqs_batch.handler({"Records": [good, nan, huge]}, lambda_context)
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["huge", "nan"]
+    assert len(drain(results_queue)) == 1
