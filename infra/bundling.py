@@ -7,10 +7,12 @@ copies the cached dependencies plus our code and models.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +80,17 @@ def install_dependencies(py: str, tags: list[str]) -> Path:
     target = CACHE_DIR / _deps_key(py, tags)
     if (target / ".complete").exists():
         return target
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Parallel synths (pytest-xdist, several apps) share the cache: one installs, the others wait.
+    with open(CACHE_DIR / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".complete").exists():
+            _install(target, py, tags)
+    return target
+
+
+def _install(target: Path, py: str, tags: list[str]) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=CACHE_DIR))
     platform_args = [arg for tag in tags for arg in ("--platform", tag)]
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-compile",
@@ -98,7 +109,6 @@ def install_dependencies(py: str, tags: list[str]) -> Path:
     (staging / ".complete").touch()
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    return target
 
 
 def build_asset(output_dir: Path, runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> None:
