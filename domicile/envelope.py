@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 from domicile.errors import InputError
 
@@ -55,8 +55,8 @@ class ResultPayload(_Strict):
 
 class EscalatePayload(_Strict):
     case_id: str = Field(pattern=_ID)
-    # NaN and infinity are refused here, while parsing, so a batch never carries them.
-    features: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=4096)
+    # Whole numbers stay ints on the wire (shorter); NaN and infinity are refused while parsing.
+    features: list[StrictInt | Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=4096)
     edge: EdgeGuess | None = None  # None when the fleet offloads raw features (cloud-only)
 
 

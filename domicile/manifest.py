@@ -28,6 +28,19 @@ class ModelMetrics(_Frozen):
     test_accuracy: float = Field(ge=0, le=1)
 
 
+class EscalationPolicy(_Frozen):
+    """When an edge model hands a case to the cloud: confidence below `threshold`.
+
+    The threshold is the lowest one at which the edge's confident answers reach
+    `confident_accuracy_target` on the validation split (selective classification).
+    """
+
+    threshold: float = Field(ge=0, le=1)
+    confident_accuracy_target: float = Field(ge=0, le=1)
+    validation_confident_accuracy: float = Field(ge=0, le=1)
+    validation_escalation_rate: float = Field(ge=0, le=1)
+
+
 class ModelEntry(_Frozen):
     name: str
     version: str
@@ -44,6 +57,7 @@ class ModelEntry(_Frozen):
     seed: int
     training_data_sha256: str
     description: str = ""
+    escalation: EscalationPolicy | None = None  # edge models only
 
     @property
     def n_features(self) -> int:

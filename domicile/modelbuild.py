@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from domicile.datasets import CLASS_LABELS, N_FEATURES, DigitsSplits, load_digits_splits
-from domicile.manifest import Manifest, ModelEntry, ModelMetrics, TensorSpec, write_manifest
+from domicile.manifest import EscalationPolicy, Manifest, ModelEntry, ModelMetrics, TensorSpec, write_manifest
 from domicile.topology import ModelRole, Topology, load_topology
 
 TARGET_OPSET = 17
 INPUT_NAME = "pixels"
+# An edge answer kept on the device must be right this often (on validation); below it, escalate.
+CONFIDENT_ACCURACY_TARGET = 0.998
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,27 @@ def _to_onnx_bytes(estimator: Any, name: str) -> bytes:
     return bytes(onnx_model.SerializeToString(deterministic=True))
 
 
+def choose_threshold(
+    confidence: np.ndarray, correct: np.ndarray, target: float = CONFIDENT_ACCURACY_TARGET
+) -> EscalationPolicy:
+    """The lowest confidence threshold whose kept (confident) answers are at least `target` accurate."""
+    for threshold in np.unique(np.round(confidence, 3)):
+        kept = confidence >= threshold
+        if kept.any() and float(np.mean(correct[kept])) >= target:
+            return EscalationPolicy(
+                threshold=round(float(threshold), 3),
+                confident_accuracy_target=target,
+                validation_confident_accuracy=round(float(np.mean(correct[kept])), 6),
+                validation_escalation_rate=round(float(np.mean(~kept)), 6),
+            )
+    return EscalationPolicy(
+        threshold=1.0,
+        confident_accuracy_target=target,
+        validation_confident_accuracy=1.0,
+        validation_escalation_rate=1.0,
+    )
+
+
 def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, out_dir: Path) -> ModelEntry:
     estimator = recipe.estimator(splits.seed)
     estimator.fit(splits.train.x, splits.train.y)
@@ -78,8 +101,13 @@ def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, o
         labels = session.run(["label"], {INPUT_NAME: x})[0]
         return round(float(np.mean(labels == y)), 6)
 
+    escalation = None
+    if recipe.role is ModelRole.EDGE:
+        labels, probabilities = session.run(["label", "probabilities"], {INPUT_NAME: splits.validation.x})
+        escalation = choose_threshold(np.asarray(probabilities).max(axis=1), labels == splits.validation.y)
     placement = topology.models[recipe.name]
     return ModelEntry(
+        escalation=escalation,
         name=recipe.name,
         version=recipe.version,
         role=recipe.role.value,

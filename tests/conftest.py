@@ -82,3 +82,23 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
         for message in messages:
             bodies.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Any]:
+    """A running mosquitto on a free loopback port (stop() and start() simulate an outage)."""
+    from tests.broker import Broker
+
+    instance = Broker(tmp_path)
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def subscriber(broker: Any) -> Iterator[Any]:
+    from tests.broker import Subscriber
+
+    sub = Subscriber(broker)
+    yield sub
+    sub.close()

@@ -1,0 +1,168 @@
+"""One device's inference loop: run the edge model, keep or escalate, pack, publish.
+
+Modes (from the topology):
+- edge-only: every answer stays on the edge and is packed into result envelopes;
+- cloud-only: no local inference, each case's raw features go up as an escalation;
+- hybrid: answers at or above the model's escalation threshold stay; the rest escalate at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from domicile.edge.forward import StoreAndForward
+from domicile.edge.packer import IOT_METERING_UNIT, ResultPacker
+from domicile.edge.topics import DeviceIdentity
+from domicile.envelope import (
+    CaseResult,
+    EdgeGuess,
+    EscalateEnvelope,
+    EscalatePayload,
+    ModelRef,
+    ResultEnvelope,
+    ResultPayload,
+)
+from domicile.errors import ConfigError
+from domicile.runtime import ModelRuntime
+from domicile.topology import FleetMode
+from domicile.validation import features_matrix
+
+
+@dataclass
+class DeviceStats:
+    inferences: int = 0
+    kept: int = 0
+    escalated: int = 0
+    envelopes: int = 0
+    bytes_sent: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "inferences": self.inferences,
+            "kept": self.kept,
+            "escalated": self.escalated,
+            "envelopes": self.envelopes,
+            "bytes_sent": self.bytes_sent,
+        }
+
+
+def compact_features(row: np.ndarray) -> list[float]:
+    """Feature values as JSON numbers; whole numbers (digits pixels are 0..16) stay short."""
+    return [int(v) if float(v).is_integer() else float(v) for v in row.tolist()]
+
+
+class EdgeDevice:
+    def __init__(
+        self,
+        identity: DeviceIdentity,
+        runtime: ModelRuntime,
+        model_name: str,
+        mode: FleetMode,
+        forward: StoreAndForward,
+        *,
+        threshold: float | None = None,
+        max_envelope_bytes: int = IOT_METERING_UNIT,
+        max_delay_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if mode is FleetMode.SPLIT:
+            raise ConfigError(f"fleets.{identity.fleet}.mode: split execution is not available on this device yet")
+        self.identity = identity
+        self.runtime = runtime
+        self.entry = runtime.entry(model_name)
+        self.mode = mode
+        self.forward = forward
+        if threshold is None:
+            threshold = self.entry.escalation.threshold if self.entry.escalation else 0.0
+        self.threshold = threshold
+        self.model_ref = ModelRef(name=self.entry.name, version=self.entry.version, sha256=self.entry.sha256)
+        self.packer = ResultPacker(self._result_envelope, max_envelope_bytes, max_delay_s, clock)
+        self.stats = DeviceStats()
+        self._lock = threading.Lock()
+        if mode is not FleetMode.CLOUD_ONLY:
+            runtime.session(model_name)  # hash-check and load now: a bad model fails at start, not mid-stream
+
+    def _result_envelope(self, results: list[CaseResult]) -> ResultEnvelope:
+        return ResultEnvelope(
+            device=self.identity.device,
+            fleet=self.identity.fleet,
+            jurisdiction=self.identity.jurisdiction,
+            home_region=self.identity.home_region,
+            model=self.model_ref,
+            payload=ResultPayload(results=results),
+        )
+
+    def _escalation(self, case_id: str, row: np.ndarray, guess: EdgeGuess | None) -> EscalateEnvelope:
+        return EscalateEnvelope(
+            device=self.identity.device,
+            fleet=self.identity.fleet,
+            jurisdiction=self.identity.jurisdiction,
+            home_region=self.identity.home_region,
+            model=self.model_ref,
+            payload=EscalatePayload(case_id=case_id, features=compact_features(row), edge=guess),
+        )
+
+    def _send(self, kind: str, blob: bytes) -> None:
+        self.forward.send(self.identity.topic(kind), blob)
+        self.stats.envelopes += 1
+        self.stats.bytes_sent += len(blob)
+        self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+
+    def infer(self, case_ids: Sequence[str], features: Any) -> list[dict[str, Any]]:
+        """Handle a batch of cases in one model run; returns what was decided for each."""
+        matrix = features_matrix(features, self.entry.n_features, "features")
+        if len(case_ids) != len(matrix):
+            raise ValueError(f"{len(case_ids)} case ids for {len(matrix)} rows")
+        decisions: list[dict[str, Any]] = []
+        with self._lock:
+            self.stats.inferences += len(matrix)
+            if self.mode is FleetMode.CLOUD_ONLY:
+                for case_id, row in zip(case_ids, matrix, strict=True):
+                    self._send(
+                        "escalate", self._escalation(case_id, row, None).model_dump_json(exclude_none=True).encode()
+                    )
+                    decisions.append({"case_id": case_id, "escalated": True})
+                self.stats.escalated += len(matrix)
+                return decisions
+            started = time.perf_counter()
+            predictions = self.runtime.run(self.entry, matrix)
+            latency_ms = round((time.perf_counter() - started) * 1000 / len(matrix), 3)
+            confidence = predictions.confidence
+            for i, case_id in enumerate(case_ids):
+                answer = predictions.row(i)
+                if self.mode is FleetMode.HYBRID and confidence[i] < self.threshold:
+                    guess = EdgeGuess(label=answer["label"], confidence=answer["confidence"])
+                    blob = self._escalation(case_id, matrix[i], guess).model_dump_json(exclude_none=True).encode()
+                    self._send("escalate", blob)  # one case, at once: the cloud answer should not wait
+                    self.stats.escalated += 1
+                    decisions.append({"case_id": case_id, "escalated": True, **answer})
+                    continue
+                result = CaseResult(
+                    case_id=case_id, label=answer["label"], confidence=answer["confidence"], source="edge",
+                    latency_ms=latency_ms,
+                )  # fmt: skip
+                for blob in self.packer.add(result):
+                    self._send("result", blob)
+                self.stats.kept += 1
+                decisions.append({"case_id": case_id, "escalated": False, **answer})
+        return decisions
+
+    def tick(self) -> None:
+        """Called periodically: send a result envelope whose latency bound is up; replay the spool."""
+        with self._lock:
+            for blob in self.packer.due():
+                self._send("result", blob)
+        self.forward.replay()
+
+    def close(self) -> None:
+        with self._lock:
+            for blob in self.packer.flush():
+                self._send("result", blob)
+        self.forward.replay()

@@ -1,0 +1,31 @@
+"""Build an EdgeDevice from settings and a transport: shared by the Greengrass and standalone entry points."""
+
+from __future__ import annotations
+
+from domicile.edge.device import EdgeDevice
+from domicile.edge.forward import StoreAndForward
+from domicile.edge.spool import Spool
+from domicile.edge.topics import DeviceIdentity
+from domicile.edge.transport import Transport
+from domicile.runtime import ModelRuntime
+from edge_components.inference.settings import EdgeSettings
+
+
+def build_device(settings: EdgeSettings, transport: Transport) -> EdgeDevice:
+    identity = DeviceIdentity(
+        device=settings.aws_iot_thing_name,
+        fleet=settings.fleet,
+        jurisdiction=settings.jurisdiction,
+        home_region=settings.home_region,
+    )
+    spool = Spool(settings.spool_dir, settings.spool_max_entries, settings.spool_max_bytes)
+    return EdgeDevice(
+        identity,
+        ModelRuntime(settings.model_dir),
+        settings.model_name,
+        settings.mode,
+        StoreAndForward(transport, spool),
+        threshold=settings.escalation_threshold,
+        max_envelope_bytes=settings.max_envelope_bytes,
+        max_delay_s=settings.max_delay_s,
+    )

@@ -1,0 +1,47 @@
+"""The edge component's settings, from environment variables (set by the Greengrass component)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domicile.errors import ConfigError
+from domicile.topology import FleetMode
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    aws_iot_thing_name: str  # Greengrass sets it to the core device's thing name
+    fleet: str
+    jurisdiction: str
+    home_region: str
+    mode: FleetMode
+    model_dir: Path  # the model component's artifact folder
+    model_name: str
+    spool_dir: Path = Path("/greengrass/v2/work/domicile/spool")
+    spool_max_entries: int = Field(default=10_000, gt=0)
+    spool_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_envelope_bytes: int = Field(default=5 * 1024, gt=256, le=128 * 1024)
+    max_delay_s: float = Field(default=1.0, gt=0)
+    escalation_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+def load_edge_settings() -> EdgeSettings:
+    try:
+        return EdgeSettings()  # filled from the environment
+    except ValidationError as exc:
+        missing = [str(e["loc"][0]).upper() for e in exc.errors() if e["type"] == "missing"]
+        if missing:
+            raise ConfigError(f"environment variable(s) {', '.join(missing)} not set") from exc
+        first = exc.errors()[0]
+        raise ConfigError(f"environment variable {str(first['loc'][0]).upper()} is invalid: {first['msg']}") from exc
+
+
+def greengrass_runtime_present() -> bool:
+    return bool(
+        os.environ.get("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT") or os.environ.get("MY_FUNCTION_ARN")
+    )
