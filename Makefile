@@ -37,7 +37,7 @@ demo: setup models synth
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domicile functions infra benchmarks events tests
+	$(BIN)/mypy domicile functions infra edge_components benchmarks events tests
 
 test: setup lint
 	$(BIN)/pytest -n 2

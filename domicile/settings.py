@@ -29,6 +29,19 @@ class InferenceSettings(BaseSettings):
     intra_op_threads: int = Field(default=1, ge=1)
 
 
+class AggregateSettings(BaseSettings):
+    """Environment of the aggregate function."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    aws_region: str
+    jurisdiction: str
+    aggregates_table: str
+    idempotency_table: str
+    archive_bucket: str
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+
+
 def _explain(exc: ValidationError) -> ConfigError:
     problems = []
     for err in exc.errors():
@@ -41,6 +54,13 @@ def _explain(exc: ValidationError) -> ConfigError:
 def load_inference_settings() -> InferenceSettings:
     try:
         return InferenceSettings()  # filled from the environment
+    except ValidationError as exc:
+        raise _explain(exc) from exc
+
+
+def load_aggregate_settings() -> AggregateSettings:
+    try:
+        return AggregateSettings()  # filled from the environment
     except ValidationError as exc:
         raise _explain(exc) from exc
 

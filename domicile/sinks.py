@@ -26,7 +26,8 @@ class SqsEnvelopeSink:
         for start in range(0, len(envelopes), SQS_BATCH_LIMIT):
             chunk = envelopes[start : start + SQS_BATCH_LIMIT]
             entries = [
-                {"Id": str(i), "MessageBody": envelope.model_dump_json()} for i, (_, envelope) in enumerate(chunk)
+                {"Id": str(i), "MessageBody": envelope.model_dump_json(exclude_none=True)}
+                for i, (_, envelope) in enumerate(chunk)
             ]
             response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
             failed.extend(chunk[int(f["Id"])][0] for f in response.get("Failed", []))

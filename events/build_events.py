@@ -73,6 +73,26 @@ def escalation(device: str, case: str, features: list[float], edge: dict[str, An
     }
 
 
+def result_envelope(device: str, results: list[tuple[str, str, float]], sha: str, n: int) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"result-{device}-{n}")),
+        "device": device,
+        "fleet": "munich-line",
+        "jurisdiction": "eu",
+        "home_region": REGION,
+        "model": {"name": "digits-edge", "version": "1.0.0", "sha256": sha},
+        "produced_at": "2026-11-24T10:00:00Z",
+        "kind": "result",
+        "payload": {
+            "results": [
+                {"case_id": c, "label": label, "confidence": conf, "source": "edge", "latency_ms": 0.05}
+                for c, label, conf in results
+            ]
+        },
+    }
+
+
 def main() -> None:
     test = load_digits_splits().test
     edge = load_manifest().models["digits-edge"]
@@ -113,6 +133,26 @@ def main() -> None:
         record.pop("md5OfBody", None)
         records.append(record)
     _write("sqs-escalations.json", {"Records": records})
+
+    results_records = []
+    answered = [
+        result_envelope("munich-line-0", [("case-7", "3", 0.99), ("case-8", "5", 0.97)], edge.sha256, 0),
+        result_envelope("munich-line-1", [("case-9", "1", 0.93)], edge.sha256, 1),
+    ]
+    bodies = [answered[0], answered[1], answered[0], {"kind": "result", "device": "x"}]  # a duplicate, a bad one
+    for i, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["messageId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sqs-results-{i}"))
+        record["body"] = json.dumps(body)
+        record["eventSourceARN"] = record["eventSourceARN"].replace("domicile-requests", "domicile-results")
+        record.pop("md5OfBody", None)
+        results_records.append(record)
+    _write("sqs-results.json", {"Records": results_records})
+    # An IoT topic rule's Lambda action passes the message itself as the event.
+    _write(
+        "iot-escalate.json",
+        escalation("munich-line-2", "case-3", rows[3], {"label": "8", "confidence": 0.38}, edge.sha256),
+    )
 
     _write("s3-put.json", _load("s3-put.json"))
     lines = [json.dumps({"id": f"row-{i}", "features": row}) for i, row in enumerate(rows)]

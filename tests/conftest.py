@@ -20,6 +20,8 @@ ACCOUNT = "123456789012"
 RESULTS_QUEUE = "domicile-results"
 RESULTS_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{RESULTS_QUEUE}"
 BUCKET = "domicile-data-eu-central-1"
+AGGREGATES_TABLE = "domicile-aggregates"
+IDEMPOTENCY_TABLE = "domicile-idempotency"
 
 # The inference function's environment, as the stack sets it (the handlers read it at import).
 os.environ.update(
@@ -34,6 +36,9 @@ os.environ.update(
         "MODEL_DIR": str(MODELS),
         "DEFAULT_MODEL": "digits-cloud",
         "RESULTS_QUEUE_URL": RESULTS_QUEUE_URL,
+        "AGGREGATES_TABLE": AGGREGATES_TABLE,
+        "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "ARCHIVE_BUCKET": BUCKET,
         "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -102,3 +107,25 @@ def subscriber(broker: Any) -> Iterator[Any]:
     sub = Subscriber(broker)
     yield sub
     sub.close()
+
+
+@pytest.fixture
+def tables(aws: None) -> tuple[str, str]:
+    """The aggregates and idempotency tables, as the stack declares them."""
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName=AGGREGATES_TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName=IDEMPOTENCY_TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return AGGREGATES_TABLE, IDEMPOTENCY_TABLE

@@ -85,7 +85,7 @@ def test_latency_bound_sends_a_partial_envelope(runtime, tmp_path):
     assert recorder.sent == []
     clock.now = 1.0
     device.tick()
-    (_, envelope, _), = envelopes(recorder)
+    ((_, envelope, _),) = envelopes(recorder)
     assert [r.case_id for r in envelope.payload.results] == ids(3)
 
 

@@ -58,7 +58,7 @@ def side(request, broker, monkeypatch):
     made = MqttSide(broker) if request.param == "mqtt" else GreengrassSide(broker, monkeypatch)
     yield made
     made.transport.close()
-    if request.param == "greengrass":
+    if isinstance(made, GreengrassSide):
         made.ipc.CORE.stop()
 
 

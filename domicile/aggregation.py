@@ -1,0 +1,56 @@
+"""What one result envelope adds to the per fleet/device/model/hour aggregates (pure logic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domicile.envelope import ResultEnvelope
+
+
+@dataclass(frozen=True)
+class AggregateDelta:
+    """Additions to one aggregate row; applied atomically with ADD, so order never matters."""
+
+    pk: str  # fleet#device#model
+    hour: str  # UTC hour bucket, e.g. 2026-11-24T10
+    jurisdiction: str
+    home_region: str
+    fleet: str
+    device: str
+    model: str
+    count: int
+    escalations: int
+    confidence_sum: float
+    latency_sum_ms: float
+    latency_count: int
+    classes: dict[str, int] = field(default_factory=dict)
+
+
+def delta_of(envelope: ResultEnvelope) -> AggregateDelta:
+    results = envelope.payload.results
+    classes: dict[str, int] = {}
+    for result in results:
+        classes[result.label] = classes.get(result.label, 0) + 1
+    latencies = [r.latency_ms for r in results if r.latency_ms is not None]
+    model = f"{envelope.model.name}@{envelope.model.version}"
+    return AggregateDelta(
+        pk=f"{envelope.fleet}#{envelope.device}#{model}",
+        hour=envelope.produced_at.strftime("%Y-%m-%dT%H"),
+        jurisdiction=envelope.jurisdiction,
+        home_region=envelope.home_region,
+        fleet=envelope.fleet,
+        device=envelope.device,
+        model=model,
+        count=len(results),
+        escalations=sum(r.escalated for r in results),
+        confidence_sum=round(sum(r.confidence for r in results), 6),
+        latency_sum_ms=round(sum(latencies), 3),
+        latency_count=len(latencies),
+        classes=classes,
+    )
+
+
+def archive_key(envelope: ResultEnvelope) -> str:
+    """Where the raw envelope is archived: partitioned by jurisdiction, fleet and day."""
+    day = envelope.produced_at.strftime("%Y/%m/%d")
+    return f"archive/{envelope.jurisdiction}/{envelope.fleet}/{day}/{envelope.message_id}.json"

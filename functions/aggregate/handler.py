@@ -1,0 +1,89 @@
+"""Aggregate function: SQS batches of result envelopes -> DynamoDB aggregates + S3 archive.
+
+Powertools Idempotency (keyed on the envelope's message id) answers a redelivery from its record;
+the store's transactional marker makes the count exactly-once even if a first delivery crashed
+after counting. A malformed envelope fails alone (partial batch response), is retried and then
+lands in the queue's DLQ: never dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from domicile.aggregate_store import AggregateStore
+from domicile.envelope import ResultEnvelope, parse_envelope
+from domicile.errors import InputError
+from domicile.settings import load_aggregate_settings
+
+settings = load_aggregate_settings()
+logger = Logger(service="domicile-aggregate")
+tracer = Tracer(service="domicile-aggregate", patch_modules=("botocore",))
+metrics = Metrics(namespace="Domicile", service="domicile-aggregate")
+metrics.set_default_dimensions(Region=settings.aws_region, Jurisdiction=settings.jurisdiction)
+
+dynamodb = boto3.client("dynamodb", region_name=settings.aws_region)
+store = AggregateStore(dynamodb, settings.aggregates_table, boto3.client("s3", region_name=settings.aws_region),
+                       settings.archive_bucket)  # fmt: skip
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb)
+idempotency = IdempotencyConfig(
+    event_key_jmespath="message_id", expires_after_seconds=settings.idempotency_ttl_s, raise_on_no_idempotency_key=True
+)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class _Executed:
+    """Set when the idempotent body really runs, so a replayed answer can be counted as a duplicate."""
+
+    flag = False
+
+
+@idempotent_function(data_keyword_argument="envelope", config=idempotency, persistence_store=persistence)
+def aggregate(envelope: dict[str, Any]) -> dict[str, Any]:
+    _Executed.flag = True
+    parsed = ResultEnvelope.model_validate(envelope)
+    key = store.archive(parsed)
+    counted = store.count(parsed)
+    return {"counted": counted, "results": len(parsed.payload.results), "archive_key": key}
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        envelope = parse_envelope(record.body)
+        if not isinstance(envelope, ResultEnvelope):
+            raise InputError("kind", f"the aggregation queue takes 'result' envelopes, not {envelope.kind!r}")
+    except InputError as err:
+        metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "failed record", extra={"message_id": record.message_id, "field": err.field, "reason": err.reason}
+        )
+        raise
+    _Executed.flag = False
+    outcome = aggregate(envelope=envelope.model_dump(mode="json", exclude_none=True))
+    if not _Executed.flag or not outcome["counted"]:
+        metrics.add_metric(name="DuplicatesSuppressed", unit=MetricUnit.Count, value=1)
+        logger.info("duplicate envelope suppressed", extra={"envelope_id": str(envelope.message_id)})
+        return
+    metrics.add_metric(name="EnvelopesAggregated", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ResultsAggregated", unit=MetricUnit.Count, value=outcome["results"])
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )

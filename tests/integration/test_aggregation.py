@@ -1,0 +1,111 @@
+"""The aggregate function against moto DynamoDB and S3: duplicates never count twice."""
+
+import copy
+import json
+
+import boto3
+import pytest
+
+from tests.conftest import BUCKET, IDEMPOTENCY_TABLE, REGION, drain, load_event
+
+HOUR = "2026-11-24T10"
+MODEL = "digits-edge@1.0.0"
+
+
+@pytest.fixture
+def aggregate(tables, bucket):
+    from functions.aggregate import handler
+
+    return handler
+
+
+def row(agg, device):
+    return agg.store.read("munich-line", device, MODEL, HOUR)
+
+
+def test_sample_batch_duplicate_and_bad_record(aggregate, lambda_context):
+    event = load_event("sqs-results.json")
+    response = aggregate.handler(event, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][3]["messageId"]}]}
+    first = row(aggregate, "munich-line-0")
+    assert first["count"] == 2  # delivered twice in the batch, counted once
+    assert first["class_3"] == 1 and first["class_5"] == 1
+    assert first["confidence_sum"] == pytest.approx(1.96)
+    assert first["jurisdiction"] == "eu" and first["home_region"] == REGION
+    assert row(aggregate, "munich-line-1")["count"] == 1
+
+
+def test_same_envelope_three_times_counts_once(aggregate, lambda_context):
+    record = load_event("sqs-results.json")["Records"][0]
+    for attempt in range(3):
+        again = copy.deepcopy(record)
+        again["messageId"] = f"delivery-{attempt}"  # SQS gives each delivery its own id
+        assert aggregate.handler({"Records": [again]}, lambda_context) == {"batchItemFailures": []}
+    assert row(aggregate, "munich-line-0")["count"] == 2
+
+
+def test_marker_holds_even_when_the_idempotency_record_is_gone(aggregate, lambda_context):
+    """A first delivery that counted but died before Powertools saved its record must not count again."""
+    record = load_event("sqs-results.json")["Records"][0]
+    aggregate.handler({"Records": [record]}, lambda_context)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    for item in dynamodb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]:
+        dynamodb.delete_item(TableName=IDEMPOTENCY_TABLE, Key={"id": item["id"]})
+    aggregate.handler({"Records": [record]}, lambda_context)
+    assert row(aggregate, "munich-line-0")["count"] == 2
+
+
+def test_raw_envelopes_are_archived_in_region(aggregate, lambda_context):
+    event = load_event("sqs-results.json")
+    aggregate.handler(event, lambda_context)
+    s3 = boto3.client("s3", region_name=REGION)
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="archive/")["Contents"])
+    assert len(keys) == 2 and all(k.startswith("archive/eu/munich-line/2026/11/24/") for k in keys)
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
+    assert body["kind"] == "result"
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", json.dumps({"kind": "result"}), json.dumps({"kind": "result", "payload": {"results": []}})],
+)
+def test_bad_records_fail_alone(aggregate, lambda_context, body):
+    event = load_event("sqs-results.json")
+    bad = copy.deepcopy(event["Records"][0])
+    bad.update(messageId="bad", body=body)
+    response = aggregate.handler({"Records": [event["Records"][1], bad]}, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert row(aggregate, "munich-line-1")["count"] == 1
+
+
+def test_escalate_envelope_on_the_results_queue_is_refused(aggregate, lambda_context):
+    event = load_event("sqs-results.json")
+    wrong = copy.deepcopy(event["Records"][0])
+    wrong.update(messageId="wrong", body=json.dumps(load_event("iot-escalate.json")))
+    response = aggregate.handler({"Records": [event["Records"][1], wrong]}, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "wrong"}]}
+
+
+def test_escalation_answer_reenters_aggregation(aggregate, results_queue, lambda_context):
+    from functions.inference import iot_escalate
+
+    answer = iot_escalate.handler(load_event("iot-escalate.json"), lambda_context)
+    (result,) = drain(results_queue)
+    assert result["message_id"] == answer["result"]
+    assert result["payload"]["results"][0]["source"] == "cloud" and result["payload"]["results"][0]["escalated"]
+    record = copy.deepcopy(load_event("sqs-results.json")["Records"][0])
+    record["body"] = json.dumps(result)
+    aggregate.handler({"Records": [record]}, lambda_context)
+    produced_hour = result["produced_at"][:13]
+    stored = aggregate.store.read("munich-line", "munich-line-2", "digits-cloud@1.0.0", produced_hour)
+    assert stored["count"] == 1 and stored["escalations"] == 1
+
+
+def test_bad_escalation_raises_for_lambda_to_retry_then_dead_letter(lambda_context):
+    from domicile.errors import InputError
+    from functions.inference import iot_escalate
+
+    event = load_event("iot-escalate.json")
+    del event["payload"]["features"]
+    with pytest.raises(InputError, match=r"payload\.features"):
+        iot_escalate.handler(event, lambda_context)
