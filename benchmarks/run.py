@@ -225,7 +225,7 @@ def bench_asset() -> dict[str, Any]:
     from infra.constructs.inference_function import ARCHITECTURE, RUNTIME
 
     with tempfile.TemporaryDirectory() as tmp:
-        build_asset(Path(tmp), RUNTIME, ARCHITECTURE)
+        build_asset(Path(tmp), RUNTIME, ARCHITECTURE)  # the cloud function's asset
         files = [f for f in Path(tmp).rglob("*") if f.is_file()]
         size = sum(f.stat().st_size for f in files)
         biggest: dict[str, int] = {}

@@ -19,19 +19,39 @@ REGION = "eu-central-1"
 HTTP_HANDLER = "functions.inference.http_api.handler"
 SQS_HANDLER = "functions.inference.sqs_batch.handler"
 S3_HANDLER = "functions.inference.s3_batch.handler"
+ESCALATE_HANDLER = "functions.inference.iot_escalate.handler"
+AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
+BUCKET = "domicile-data-eu-central-1"
 
 
 def event_kind(event: Any) -> str:
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
         return "http"
+    if isinstance(event, dict) and event.get("kind") == "escalate":
+        return "iot"  # an IoT rule's Lambda action passes the message itself
     records = event.get("Records") if isinstance(event, dict) else None
     if records:
         source = records[0].get("eventSource")
         if source == "aws:sqs":
-            return "sqs"
+            return "aggregate" if records[0].get("eventSourceARN", "").endswith("-results") else "sqs"
         if source == "aws:s3":
             return "s3"
-    raise ValueError("not an HTTP (payload 2.0), SQS or S3 event")
+    raise ValueError("not an HTTP (payload 2.0), IoT rule, SQS or S3 event")
+
+
+def _create_tables(region: str) -> dict[str, str]:
+    import boto3
+
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    keys = {"domicile-aggregates": ["pk", "sk"], "domicile-idempotency": ["id"]}
+    for name, attrs in keys.items():
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": a, "KeyType": "HASH" if i == 0 else "RANGE"} for i, a in enumerate(attrs)],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attrs],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    return {"AGGREGATES_TABLE": "domicile-aggregates", "IDEMPOTENCY_TABLE": "domicile-idempotency"}
 
 
 def _print(title: str, body: Any) -> None:
@@ -51,7 +71,10 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
         s3 = boto3.client("s3", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
         results_url = sqs.create_queue(QueueName="domicile-results")["QueueUrl"]
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
         env = {
+            **_create_tables(REGION),
+            "ARCHIVE_BUCKET": BUCKET,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "JURISDICTION": "eu",
@@ -70,6 +93,23 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
                     answer = load_handler(HTTP_HANDLER, PROJECT_ROOT)(event, LambdaContext())
                     body = json.loads(answer["body"]) if answer.get("body") else None
                     _print(f"{path.name} -> HTTP {answer['statusCode']}", body)
+                elif kind == "iot":
+                    answer = load_handler(ESCALATE_HANDLER, PROJECT_ROOT)(event, LambdaContext())
+                    sent = sqs.receive_message(QueueUrl=results_url, MaxNumberOfMessages=10).get("Messages", [])
+                    _print(f"{path.name} -> cloud answer", answer)
+                    _print("   result envelope sent to aggregation", [json.loads(m["Body"])["payload"] for m in sent])
+                    for message in sent:
+                        sqs.delete_message(QueueUrl=results_url, ReceiptHandle=message["ReceiptHandle"])
+                elif kind == "aggregate":
+                    answer = load_handler(AGGREGATE_HANDLER, PROJECT_ROOT)(event, LambdaContext())
+                    table = boto3.client("dynamodb", region_name=REGION).scan(TableName="domicile-aggregates")
+                    rows = [
+                        {"key": f"{i['pk']['S']} {i['sk']['S']}", "count": i["count"]["N"]}
+                        for i in table["Items"]
+                        if not i["pk"]["S"].startswith("msg#")
+                    ]
+                    _print(f"{path.name} -> partial batch response (a duplicate, a bad record)", answer)
+                    _print("   aggregates in DynamoDB (the duplicate counted once)", rows)
                 elif kind == "sqs":
                     answer = load_handler(SQS_HANDLER, PROJECT_ROOT)(event, LambdaContext())
                     sent = sqs.receive_message(QueueUrl=results_url, MaxNumberOfMessages=10).get("Messages", [])
@@ -79,7 +119,6 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
                 else:
                     record = event["Records"][0]["s3"]
                     bucket, key = record["bucket"]["name"], record["object"]["key"]
-                    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
                     s3.put_object(Bucket=bucket, Key=key, Body=(events_dir / "s3-batch-001.jsonl").read_bytes())
                     answer = load_handler(S3_HANDLER, PROJECT_ROOT)(event, LambdaContext())
                     out = answer["objects"][0]["output_key"]

@@ -1,4 +1,4 @@
-"""The CDK app: one inference stack per region that the topology deploys to."""
+"""The CDK app: one stack per home region of the topology (inference, edge fleets, routing, aggregation)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import os
 
 from aws_cdk import App
 
+from domicile.manifest import load_manifest
 from domicile.topology import Topology, load_topology
 from infra.aspects.nag import apply_nag
 from infra.bundling import PROJECT_ROOT
-from infra.stacks.inference_stack import RegionalInferenceStack
+from infra.stacks.regional_stack import RegionalStack
 
 
-def inference_stack_name(region: str) -> str:
-    return f"domicile-inference-{region}"
+def regional_stack_name(region: str) -> str:
+    return f"domicile-{region}"
 
 
 def build_app(topology: Topology | None = None, outdir: str | None = None) -> App:
@@ -24,8 +25,11 @@ def build_app(topology: Topology | None = None, outdir: str | None = None) -> Ap
     context = json.loads((PROJECT_ROOT / "cdk.json").read_text()).get("context", {})
     app = App(outdir=outdir or os.environ.get("CDK_OUTDIR") or "cdk.out", context=context)
     account = os.environ.get("CDK_DEFAULT_ACCOUNT")
+    manifest = load_manifest()
     for region in topology.home_regions():
-        RegionalInferenceStack(app, inference_stack_name(region), topology=topology, region=region, account=account)
+        RegionalStack(
+            app, regional_stack_name(region), topology=topology, manifest=manifest, region=region, account=account
+        )
     apply_nag(app)
     return app
 

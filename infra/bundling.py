@@ -1,8 +1,8 @@
-"""Local (Docker-free) bundling of the Python Lambda asset.
+"""Local (Docker-free) bundling of Python Lambda assets.
 
-pip installs manylinux wheels for the Lambda runtime's Python version and CPU into a cache keyed
-by the hash of the requirements, so only the first synth pays for the download; each bundle
-copies the cached dependencies plus our code and models.
+pip installs manylinux wheels for the target Python version and CPU into a cache keyed by the
+hash of the requirements, so only the first synth pays for the download; each bundle copies the
+cached dependencies plus our code (and, for the cloud function, the models).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,7 @@ from aws_cdk import aws_lambda as lambda_
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / ".cache" / "lambda-deps"
-REQUIREMENTS = PROJECT_ROOT / "functions" / "requirements.txt"
-BUNDLER_VERSION = "1"  # bump to invalidate every cached bundle
+BUNDLER_VERSION = "2"  # bump to invalidate every cached bundle
 
 # The Lambda runtime provides these, and they are big: leave them out of the asset.
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer")
@@ -39,13 +39,28 @@ PRUNE = (
     "numpy/f2py",
     "bin",
 )
-CODE_DIRS = ("domicile", "functions")
 MODEL_FILES = ("*.onnx", "manifest.json")
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """What goes into one kind of Lambda asset."""
+
+    requirements: Path
+    code_dirs: tuple[str, ...]
+    include_models: bool
+    drop_runtime_provided: bool = True  # Greengrass devices have no boto3 of Lambda's: keep it there
+
+
+CLOUD_PACKAGE = PackageSpec(PROJECT_ROOT / "functions" / "requirements.txt", ("domicile", "functions"), True)
+EDGE_PACKAGE = PackageSpec(
+    PROJECT_ROOT / "edge_components" / "requirements.txt", ("domicile", "edge_components"), False, False
+)
 
 
 def platform_tags(architecture: lambda_.Architecture) -> list[str]:
     cpu = "aarch64" if architecture.name == lambda_.Architecture.ARM_64.name else "x86_64"
-    # Lambda's Amazon Linux 2023 runtimes have glibc 2.34.
+    # Lambda's Amazon Linux 2023 runtimes have glibc 2.34; so do current device distributions.
     return [f"manylinux_2_{minor}_{cpu}" for minor in (34, 28, 27, 17)] + [f"manylinux2014_{cpu}"]
 
 
@@ -61,23 +76,24 @@ def _hash_files(digest: Any, root: Path, patterns: tuple[str, ...]) -> None:
                 digest.update(path.read_bytes())
 
 
-def _deps_key(py: str, tags: list[str]) -> str:
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes())
-    digest.update(f"{py}|{','.join(tags)}|{BUNDLER_VERSION}".encode())
+def _deps_key(spec: PackageSpec, py: str, tags: list[str]) -> str:
+    digest = hashlib.sha256(spec.requirements.read_bytes())
+    digest.update(f"{py}|{','.join(tags)}|{spec.drop_runtime_provided}|{BUNDLER_VERSION}".encode())
     return digest.hexdigest()[:20]
 
 
-def asset_hash(runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> str:
+def asset_hash(spec: PackageSpec, runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> str:
     """Changes when the requirements, our code or a model changes, and for nothing else."""
-    digest = hashlib.sha256(_deps_key(python_version(runtime), platform_tags(architecture)).encode())
-    for code_dir in CODE_DIRS:
+    digest = hashlib.sha256(_deps_key(spec, python_version(runtime), platform_tags(architecture)).encode())
+    for code_dir in spec.code_dirs:
         _hash_files(digest, PROJECT_ROOT / code_dir, ("**/*.py",))
-    _hash_files(digest, PROJECT_ROOT / "models", MODEL_FILES)
+    if spec.include_models:
+        _hash_files(digest, PROJECT_ROOT / "models", MODEL_FILES)
     return digest.hexdigest()
 
 
-def install_dependencies(py: str, tags: list[str]) -> Path:
-    target = CACHE_DIR / _deps_key(py, tags)
+def install_dependencies(spec: PackageSpec, py: str, tags: list[str]) -> Path:
+    target = CACHE_DIR / _deps_key(spec, py, tags)
     if (target / ".complete").exists():
         return target
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -85,22 +101,23 @@ def install_dependencies(py: str, tags: list[str]) -> Path:
     with open(CACHE_DIR / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / ".complete").exists():
-            _install(target, py, tags)
+            _install(spec, target, py, tags)
     return target
 
 
-def _install(target: Path, py: str, tags: list[str]) -> None:
+def _install(spec: PackageSpec, target: Path, py: str, tags: list[str]) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=CACHE_DIR))
     platform_args = [arg for tag in tags for arg in ("--platform", tag)]
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-compile",
          "--target", str(staging), "--implementation", "cp", "--python-version", py,
-         "--only-binary=:all:", *platform_args, "-r", str(REQUIREMENTS)],
+         "--only-binary=:all:", *platform_args, "-r", str(spec.requirements)],
         check=True,
     )  # fmt: skip
-    for name in PROVIDED_BY_RUNTIME:
-        for path in staging.glob(f"{name}*"):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if spec.drop_runtime_provided:
+        for name in PROVIDED_BY_RUNTIME:
+            for path in staging.glob(f"{name}*"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     for pattern in PRUNE:
         for path in staging.glob(pattern):
             shutil.rmtree(path, ignore_errors=True)
@@ -111,39 +128,45 @@ def _install(target: Path, py: str, tags: list[str]) -> None:
     staging.rename(target)
 
 
-def build_asset(output_dir: Path, runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> None:
-    deps = install_dependencies(python_version(runtime), platform_tags(architecture))
+def build_asset(
+    output_dir: Path, runtime: lambda_.Runtime, architecture: lambda_.Architecture, spec: PackageSpec = CLOUD_PACKAGE
+) -> None:
+    deps = install_dependencies(spec, python_version(runtime), platform_tags(architecture))
     shutil.copytree(deps, output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
-    for code_dir in CODE_DIRS:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt", "*.md")
+    for code_dir in spec.code_dirs:
         shutil.copytree(PROJECT_ROOT / code_dir, output_dir / code_dir, dirs_exist_ok=True, ignore=ignore)
-    models_out = output_dir / "models"
-    models_out.mkdir(exist_ok=True)
-    for pattern in MODEL_FILES:
-        for path in (PROJECT_ROOT / "models").glob(pattern):
-            shutil.copy2(path, models_out / path.name)
+    if spec.include_models:
+        models_out = output_dir / "models"
+        models_out.mkdir(exist_ok=True)
+        for pattern in MODEL_FILES:
+            for path in (PROJECT_ROOT / "models").glob(pattern):
+                shutil.copy2(path, models_out / path.name)
 
 
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
-    def __init__(self, runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> None:
+    def __init__(self, runtime: lambda_.Runtime, architecture: lambda_.Architecture, spec: PackageSpec) -> None:
         self.runtime = runtime
         self.architecture = architecture
+        self.spec = spec
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
-        build_asset(Path(output_dir), self.runtime, self.architecture)
+        build_asset(Path(output_dir), self.runtime, self.architecture, self.spec)
         return True
 
 
-def python_function_code(runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> lambda_.Code:
-    """The asset of our Python functions, bundled locally (a Docker image is named but never used)."""
+def python_function_code(
+    runtime: lambda_.Runtime, architecture: lambda_.Architecture, spec: PackageSpec = CLOUD_PACKAGE
+) -> lambda_.Code:
+    """A Python Lambda asset, bundled locally (a Docker image is named but never used)."""
     return lambda_.Code.from_asset(
-        str(PROJECT_ROOT / "functions"),
+        str(spec.requirements.parent),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=asset_hash(runtime, architecture),
+        asset_hash=asset_hash(spec, runtime, architecture),
         bundling=BundlingOptions(
             image=DockerImage.from_registry(f"public.ecr.aws/sam/build-{runtime.name}"),
             # jsii passes the options positionally; the generated stub spells them out as keywords.
-            local=PipLocalBundling(runtime, architecture),  # type: ignore[arg-type]
+            local=PipLocalBundling(runtime, architecture, spec),  # type: ignore[arg-type]
         ),
     )

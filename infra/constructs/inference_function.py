@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
-from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from infra.bundling import python_function_code
+from infra.constructs.nag import suppress_lambda_defaults
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -32,6 +33,7 @@ class InferenceFunctionProps:
     bucket: s3.IBucket
     request_queue: sqs.IQueue
     results_queue: sqs.IQueue
+    escalation_dlq: sqs.IQueue
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     memory_mb: int = 1024
 
@@ -95,33 +97,13 @@ class InferenceFunction(Construct):
         props.bucket.grant_read(self.s3, f"{INPUT_PREFIX}*")
         props.bucket.grant_put(self.s3, f"{OUTPUT_PREFIX}*")
 
+        # IoT Core's escalate rule invokes this asynchronously; what fails after the retries goes to the DLQ.
+        self.escalate = function("Escalate", "functions.inference.iot_escalate.handler", "Answers IoT escalations")
+        self.escalate.configure_async_invoke(
+            retry_attempts=2, on_failure=destinations.SqsDestination(props.escalation_dlq)
+        )
+        props.results_queue.grant_send_messages(self.escalate)
+
         CfnOutput(self, "FunctionUrl", value=self.url.url)
-        for fn in (self.http, self.sqs, self.s3):
-            NagSuppressions.add_resource_suppressions(
-                fn,
-                [
-                    NagPackSuppression(
-                        id="AwsSolutions-IAM4",
-                        reason="AWSLambdaBasicExecutionRole only lets the function write its own logs.",
-                        applies_to=[
-                            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-                        ],
-                    ),
-                    NagPackSuppression(
-                        id="AwsSolutions-IAM5",
-                        reason="X-Ray PutTraceSegments/PutTelemetryRecords take no resource ARN; KMS and S3 "
-                        "wildcards are the action groups CDK grants on our own key and our own prefixes.",
-                        applies_to=[
-                            "Resource::*",
-                            "Action::kms:GenerateDataKey*",
-                            "Action::kms:ReEncrypt*",
-                            "Action::s3:GetObject*",
-                            "Action::s3:GetBucket*",
-                            "Action::s3:List*",
-                            "Action::s3:Abort*",
-                            {"regex": "/^Resource::<.*Bucket.*\\.Arn>/(incoming|results)/\\*$/g"},
-                        ],
-                    ),
-                ],
-                apply_to_children=True,
-            )
+        for fn in (self.http, self.sqs, self.s3, self.escalate):
+            suppress_lambda_defaults(fn, [{"regex": "/^Resource::<.*Bucket.*\\.Arn>/(incoming|results)/\\*$/g"}])

@@ -10,14 +10,14 @@ from aws_cdk.assertions import Annotations, Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from domicile.topology import load_topology
-from infra.app import inference_stack_name
+from infra.app import regional_stack_name
 
 TOPOLOGY = load_topology()
 REGIONS = TOPOLOGY.home_regions()
 
 
 def stack_of(app, region) -> Stack:
-    stack = app.node.find_child(inference_stack_name(region))
+    stack = app.node.find_child(regional_stack_name(region))
     assert isinstance(stack, Stack)
     return stack
 
@@ -36,7 +36,7 @@ def template(synthesized, region) -> Template:
 def test_one_stack_per_home_region_in_that_region(synthesized):
     app, assembly, _ = synthesized
     names = sorted(s.stack_name for s in assembly.stacks)
-    assert names == sorted(inference_stack_name(r) for r in REGIONS)
+    assert names == sorted(regional_stack_name(r) for r in REGIONS)
     for region in REGIONS:
         assert stack_of(app, region).region == region
 
@@ -44,21 +44,22 @@ def test_one_stack_per_home_region_in_that_region(synthesized):
 def test_functions(template, region):
     functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.14"}})
     ours = {k: v for k, v in functions.items() if v["Properties"]["Handler"].startswith("functions.")}
-    assert len(ours) == 3
+    assert len(ours) == 5  # HTTP, SQS, S3, IoT escalation, aggregation
     for resource in ours.values():
         props = resource["Properties"]
         assert props["Architectures"] == ["arm64"]
         assert props["TracingConfig"] == {"Mode": "Active"}
         env = props["Environment"]["Variables"]
         assert env["JURISDICTION"] == TOPOLOGY.jurisdiction_of_region(region)
-        assert env["DEFAULT_MODEL"] == "digits-cloud"
-        assert env["MODEL_DIR"] == "/var/task/models"
+        if "aggregate" not in props["Handler"]:
+            assert env["DEFAULT_MODEL"] == "digits-cloud"
+            assert env["MODEL_DIR"] == "/var/task/models"
         module, _, attr = props["Handler"].rpartition(".")
         spec = importlib.util.find_spec(module)
         assert spec is not None and spec.origin is not None and Path(spec.origin).is_file()
         assert attr == "handler"
         assert "LoggingConfig" in props  # its own log group, with retention
-    template.resource_properties_count_is("AWS::Logs::LogGroup", {"RetentionInDays": 30}, 3)
+    template.resource_properties_count_is("AWS::Logs::LogGroup", {"RetentionInDays": 30}, 6)
 
 
 def test_function_url_is_iam_only(template):
@@ -68,13 +69,13 @@ def test_function_url_is_iam_only(template):
 
 def test_queues_are_encrypted_with_dlqs(template):
     queues = template.find_resources("AWS::SQS::Queue")
-    assert len(queues) == 4
+    assert len(queues) == 6  # requests, results, their DLQs, the routing and escalation DLQs
     for queue in queues.values():
         assert "KmsMasterKeyId" in queue["Properties"]
     redriven = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
     assert len(redriven) == 2
     assert all(q["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 3 for q in redriven)
-    template.resource_count_is("AWS::SQS::QueuePolicy", 4)  # TLS-only policies
+    template.resource_count_is("AWS::SQS::QueuePolicy", 6)  # TLS-only policies
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {"FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 10},
@@ -148,7 +149,8 @@ def test_cfn_lint_finds_no_errors(synthesized):
 
 def test_asset_fits_lambda_and_holds_code_models_and_arm_wheels(synthesized):
     _, _, outdir = synthesized
-    (asset,) = [p for p in Path(outdir).glob("asset.*") if p.is_dir()]
+    assets = [p for p in Path(outdir).glob("asset.*") if p.is_dir() and (p / "functions").is_dir()]
+    (asset,) = assets
     size = sum(f.stat().st_size for f in asset.rglob("*") if f.is_file())
     assert size < 250 * 1024 * 1024  # Lambda's hard limit on an unzipped package
     assert (asset / "models" / "manifest.json").is_file()

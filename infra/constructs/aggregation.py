@@ -1,0 +1,100 @@
+"""In-region aggregation: the aggregate function on the results queue, its tables and archive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.bundling import python_function_code
+from infra.constructs.nag import suppress_lambda_defaults
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+ARCHIVE_PREFIX = "archive/"
+
+
+@dataclass(frozen=True)
+class AggregationProps:
+    jurisdiction: str
+    key: kms.IKey
+    bucket: s3.IBucket
+    results_queue: sqs.IQueue
+    timeout: Duration
+
+
+class Aggregation(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, props: AggregationProps) -> None:
+        super().__init__(scope, construct_id)
+
+        def table(name: str, partition: str, sort: str | None, ttl: str) -> dynamodb.Table:
+            return dynamodb.Table(
+                self,
+                name,
+                partition_key=dynamodb.Attribute(name=partition, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.STRING) if sort else None,
+                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+                encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+                encryption_key=props.key,
+                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                    point_in_time_recovery_enabled=True
+                ),
+                time_to_live_attribute=ttl,
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+
+        # Aggregate rows (pk = fleet#device#model, sk = hour) and the per-message "counted" markers.
+        self.aggregates = table("Aggregates", "pk", "sk", "expires_at")
+        # Powertools Idempotency's records (its default key and TTL attribute names).
+        self.idempotency = table("Idempotency", "id", None, "expiration")
+
+        log_group = logs.LogGroup(
+            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="Aggregates result envelopes per fleet/device/model/hour",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="functions.aggregate.handler.handler",
+            code=python_function_code(RUNTIME, ARCHITECTURE),
+            memory_size=512,
+            timeout=props.timeout,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            environment={
+                "JURISDICTION": props.jurisdiction,
+                "AGGREGATES_TABLE": self.aggregates.table_name,
+                "IDEMPOTENCY_TABLE": self.idempotency.table_name,
+                "ARCHIVE_BUCKET": props.bucket.bucket_name,
+                "POWERTOOLS_SERVICE_NAME": "domicile-aggregate",
+                "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
+            },
+        )
+        self.function.add_event_source(
+            sources.SqsEventSource(
+                props.results_queue,
+                batch_size=100,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )
+        self.aggregates.grant_read_write_data(self.function)
+        self.idempotency.grant_read_write_data(self.function)
+        props.bucket.grant_put(self.function, f"{ARCHIVE_PREFIX}*")
+        suppress_lambda_defaults(
+            self.function,
+            [
+                {"regex": "/^Resource::<.*Bucket.*\\.Arn>/archive/\\*$/g"},
+                {"regex": "/^Resource::<.*(Aggregates|Idempotency).*\\.Arn>/index/\\*$/g"},
+            ],
+        )

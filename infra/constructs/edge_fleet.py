@@ -1,0 +1,341 @@
+"""Greengrass v2 edge fleets of one home region.
+
+Per region: the edge inference Lambda (packaged for the devices' Python and CPU) and a published
+version; the model component (inline recipe, artifacts in the region's CDK asset bucket, with their
+SHA-256 digests); a token exchange role and its role alias, reading only those artifacts.
+Per fleet: a Lambda-function component (pinned, long-lived) configured for the fleet, a thing
+group, a deployment to it (staged rollout, timeout, abort criteria, ROLLBACK on failure), and an
+IoT policy that lets each device publish only on its own topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import aws_greengrassv2 as greengrass
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_iot as iot
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as assets
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from domicile.edge.topics import ROOT as TOPIC_ROOT
+from domicile.manifest import MANIFEST_FILE, ModelEntry
+from domicile.topology import Fleet, FleetMode
+from infra.bundling import EDGE_PACKAGE, PROJECT_ROOT, asset_hash, python_function_code
+from infra.constructs.nag import BASIC_EXECUTION
+
+# The devices' Python (Greengrass runs Lambda components with the device's own interpreter).
+EDGE_RUNTIME = lambda_.Runtime.PYTHON_3_12
+EDGE_ARCHITECTURE = lambda_.Architecture.ARM_64
+GREENGRASS_ROOT = "/greengrass/v2"
+LOCAL_INPUT_TOPIC = "domicile/local/+/input"
+
+
+def artifact_digest(path: Path) -> str:
+    """Greengrass recipe digests are the base64 of the artifact's SHA-256."""
+    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def component_version(model: ModelEntry) -> str:
+    """A new version whenever the code or the model changes (component versions are immutable)."""
+    code = int(asset_hash(EDGE_PACKAGE, EDGE_RUNTIME, EDGE_ARCHITECTURE)[:7], 16)
+    return f"{model.version.split('.')[0]}.{int(model.sha256[:4], 16)}.{code}"
+
+
+@dataclass(frozen=True)
+class EdgeFleetProps:
+    jurisdiction: str
+    fleets: list[Fleet]
+    model: ModelEntry
+    model_dir: Path = PROJECT_ROOT / "models"
+
+
+class EdgeFleets(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, props: EdgeFleetProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        model = props.model
+
+        # --- the model component: artifacts in this region's asset bucket, verified by digest
+        model_file = props.model_dir / model.file
+        manifest_file = props.model_dir / MANIFEST_FILE
+        model_asset = assets.Asset(self, "ModelArtifact", path=str(model_file))
+        manifest_asset = assets.Asset(self, "ManifestArtifact", path=str(manifest_file))
+        self.model_component_name = f"com.domicile.model.{model.name}"
+        self.model_component_version = model.version
+        recipe = {
+            "RecipeFormatVersion": "2020-01-25",
+            "ComponentName": self.model_component_name,
+            "ComponentVersion": model.version,
+            "ComponentDescription": f"{model.name} {model.version} ({model.description}), sha256 {model.sha256}",
+            "ComponentPublisher": "domicile",
+            "Manifests": [
+                {
+                    "Platform": {"os": "linux"},
+                    "Artifacts": [
+                        {
+                            "Uri": f"s3://{model_asset.s3_bucket_name}/{model_asset.s3_object_key}",
+                            "Digest": artifact_digest(model_file),
+                            "Algorithm": "SHA-256",
+                            "Permission": {"Read": "ALL"},
+                        },
+                        {
+                            "Uri": f"s3://{manifest_asset.s3_bucket_name}/{manifest_asset.s3_object_key}",
+                            "Digest": artifact_digest(manifest_file),
+                            "Algorithm": "SHA-256",
+                            "Permission": {"Read": "ALL"},
+                        },
+                    ],
+                    "Lifecycle": {},
+                }
+            ],
+        }
+        self.model_component = greengrass.CfnComponentVersion(
+            self, "ModelComponent", inline_recipe=stack.to_json_string(recipe)
+        )
+        # Greengrass keeps S3 artifacts under their object key's file name.
+        artifact_dir = f"{GREENGRASS_ROOT}/packages/artifacts/{self.model_component_name}/{model.version}"
+
+        # --- the edge inference Lambda, packaged for the devices; never invoked in the cloud
+        self.function = lambda_.Function(
+            self,
+            "EdgeFunction",
+            description="domicile edge inference, deployed to Greengrass core devices as a component",
+            runtime=EDGE_RUNTIME,
+            architecture=EDGE_ARCHITECTURE,
+            handler="edge_components.inference.lambda_function.function_handler",
+            code=python_function_code(EDGE_RUNTIME, EDGE_ARCHITECTURE, EDGE_PACKAGE),
+            memory_size=512,
+            log_group=logs.LogGroup(
+                self, "EdgeFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+            ),
+        )
+        self.version = self.function.current_version
+
+        # --- token exchange: what a core device may do with AWS credentials (fetch our artifacts, log)
+        self.token_exchange_role = iam.Role(
+            self, "TokenExchangeRole", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com")
+        )
+        model_asset.grant_read(self.token_exchange_role)
+        manifest_asset.grant_read(self.token_exchange_role)
+        self.token_exchange_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[
+                    stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="/aws/greengrass/*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        self.role_alias = iot.CfnRoleAlias(
+            self,
+            "TokenExchangeRoleAlias",
+            role_arn=self.token_exchange_role.role_arn,
+            role_alias=f"domicile-{stack.region}-token-exchange",
+            credential_duration_seconds=3600,
+        )
+
+        self.components: dict[str, greengrass.CfnComponentVersion] = {}
+        self.thing_groups: dict[str, iot.CfnThingGroup] = {}
+        self.deployments: dict[str, greengrass.CfnDeployment] = {}
+        self.policies: dict[str, iot.CfnPolicy] = {}
+        for fleet in props.fleets:
+            self._fleet(fleet, model, artifact_dir)
+
+        NagSuppressions.add_resource_suppressions(
+            self,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM4",
+                    reason="AWSLambdaBasicExecutionRole on the edge function, which only exists to be imported into "
+                    "Greengrass and is never invoked in the cloud.",
+                    applies_to=[BASIC_EXECUTION],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Greengrass core devices write to log groups under /aws/greengrass/ (named per component) "
+                    "and read the asset objects of this stack; CDK grants s3:GetObject*/List* on those objects only.",
+                    applies_to=[
+                        "Action::s3:GetObject*",
+                        "Action::s3:GetBucket*",
+                        "Action::s3:List*",
+                        {"regex": "/^Resource::arn:<AWS::Partition>:s3:::cdk-.*-assets-.*/\\*$/g"},
+                        {"regex": "/^Resource::arn:<AWS::Partition>:logs:.*:log-group:/aws/greengrass/\\*$/g"},
+                    ],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-L1",
+                    reason="The edge function runs on the devices' own Python 3.12 (Greengrass uses the device "
+                    "interpreter), not on Lambda's latest runtime.",
+                ),
+            ],
+            apply_to_children=True,
+        )
+
+    def _fleet(self, fleet: Fleet, model: ModelEntry, artifact_dir: str) -> None:
+        stack = Stack.of(self)
+        name = f"com.domicile.edge.{fleet.name}"
+        version = component_version(model)
+        environment = {
+            "FLEET": fleet.name,
+            "JURISDICTION": fleet.jurisdiction,
+            "HOME_REGION": fleet.home_region,
+            "MODE": fleet.mode.value,
+            "MODEL_NAME": model.name,
+            "MODEL_DIR": artifact_dir,
+            "SPOOL_DIR": f"{GREENGRASS_ROOT}/work/{name}/spool",
+        }
+        component = greengrass.CfnComponentVersion(
+            self,
+            f"{_pascal(fleet.name)}Component",
+            lambda_function=greengrass.CfnComponentVersion.LambdaFunctionRecipeSourceProperty(
+                lambda_arn=self.version.function_arn,
+                component_name=name,
+                component_version=version,
+                component_platforms=[
+                    greengrass.CfnComponentVersion.ComponentPlatformProperty(
+                        name="Linux aarch64", attributes={"os": "linux", "architecture": "aarch64"}
+                    )
+                ],
+                component_dependencies={
+                    self.model_component_name: greengrass.CfnComponentVersion.ComponentDependencyRequirementProperty(
+                        version_requirement=f">={model.version} <{int(model.version.split('.')[0]) + 1}.0.0",
+                        dependency_type="HARD",
+                    ),
+                    "aws.greengrass.TokenExchangeService": (
+                        greengrass.CfnComponentVersion.ComponentDependencyRequirementProperty(
+                            version_requirement=">=2.0.0 <3.0.0", dependency_type="HARD"
+                        )
+                    ),
+                },
+                component_lambda_parameters=greengrass.CfnComponentVersion.LambdaExecutionParametersProperty(
+                    pinned=True,  # long-lived: one process keeps the ORT session, spool and packer
+                    timeout_in_seconds=30,
+                    status_timeout_in_seconds=60,
+                    max_queue_size=1000,
+                    max_instances_count=1,
+                    input_payload_encoding_type="json",
+                    environment_variables=environment,
+                    event_sources=[
+                        greengrass.CfnComponentVersion.LambdaEventSourceProperty(
+                            topic=LOCAL_INPUT_TOPIC, type="PUB_SUB"
+                        )
+                    ],
+                    linux_process_params=greengrass.CfnComponentVersion.LambdaLinuxProcessParamsProperty(
+                        isolation_mode="NoContainer"
+                    ),
+                ),
+            ),
+        )
+        component.node.add_dependency(self.model_component)
+        thing_group = iot.CfnThingGroup(
+            self,
+            f"{_pascal(fleet.name)}ThingGroup",
+            thing_group_name=f"domicile-{fleet.name}",
+            thing_group_properties=iot.CfnThingGroup.ThingGroupPropertiesProperty(
+                thing_group_description=f"{fleet.name}: {fleet.jurisdiction} fleet homed in {fleet.home_region}",
+                attribute_payload=iot.CfnThingGroup.AttributePayloadProperty(
+                    attributes={"jurisdiction": fleet.jurisdiction, "home_region": fleet.home_region}
+                ),
+            ),
+        )
+        deployment = greengrass.CfnDeployment(
+            self,
+            f"{_pascal(fleet.name)}Deployment",
+            target_arn=thing_group.attr_arn,
+            deployment_name=f"domicile-{fleet.name}",
+            components={
+                self.model_component_name: greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty(
+                    component_version=self.model_component_version
+                ),
+                name: greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty(component_version=version),
+            },
+            deployment_policies=greengrass.CfnDeployment.DeploymentPoliciesProperty(
+                failure_handling_policy="ROLLBACK",
+                component_update_policy=greengrass.CfnDeployment.DeploymentComponentUpdatePolicyProperty(
+                    action="NOTIFY_COMPONENTS", timeout_in_seconds=60
+                ),
+                configuration_validation_policy=(
+                    greengrass.CfnDeployment.DeploymentConfigurationValidationPolicyProperty(timeout_in_seconds=60)
+                ),
+            ),
+            iot_job_configuration=greengrass.CfnDeployment.DeploymentIoTJobConfigurationProperty(
+                job_executions_rollout_config=greengrass.CfnDeployment.IoTJobExecutionsRolloutConfigProperty(
+                    exponential_rate=greengrass.CfnDeployment.IoTJobExponentialRolloutRateProperty(
+                        base_rate_per_minute=5,
+                        increment_factor=2,
+                        rate_increase_criteria={"NumberOfSucceededThings": 10},
+                    ),
+                    maximum_per_minute=50,
+                ),
+                abort_config=greengrass.CfnDeployment.IoTJobAbortConfigProperty(
+                    criteria_list=[
+                        greengrass.CfnDeployment.IoTJobAbortCriteriaProperty(
+                            action="CANCEL",
+                            failure_type="ALL",
+                            min_number_of_executed_things=5,
+                            threshold_percentage=10,
+                        )
+                    ]
+                ),
+                timeout_config=greengrass.CfnDeployment.IoTJobTimeoutConfigProperty(in_progress_timeout_in_minutes=30),
+            ),
+        )
+        deployment.node.add_dependency(component)
+        policy = iot.CfnPolicy(
+            self,
+            f"{_pascal(fleet.name)}DevicePolicy",
+            policy_name=f"domicile-{fleet.name}-device",
+            policy_document=device_policy(stack, fleet, self.role_alias.attr_role_alias_arn),
+        )
+        self.components[fleet.name] = component
+        self.thing_groups[fleet.name] = thing_group
+        self.deployments[fleet.name] = deployment
+        self.policies[fleet.name] = policy
+
+
+def device_policy(stack: Stack, fleet: Fleet, role_alias_arn: str) -> dict[str, object]:
+    """Each device may connect as itself and publish only under its own topics."""
+    thing = "${iot:Connection.Thing.ThingName}"
+    arn = f"arn:{stack.partition}:iot:{stack.region}:{stack.account}"
+    own_topics = f"{TOPIC_ROOT}/{fleet.jurisdiction}/{fleet.name}/{thing}"
+    statements: list[dict[str, object]] = [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{thing}*"},
+        {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{arn}:topic/{own_topics}/*"},
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Publish", "iot:Receive"],
+            "Resource": f"{arn}:topic/$aws/things/{thing}/*",
+        },
+        {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}:topicfilter/$aws/things/{thing}/*"},
+        {"Effect": "Allow", "Action": "iot:AssumeRoleWithCertificate", "Resource": role_alias_arn},
+        {
+            # Greengrass data-plane actions take no resource ARNs.
+            "Effect": "Allow",
+            "Action": [
+                "greengrass:GetComponentVersionArtifact",
+                "greengrass:ResolveComponentCandidates",
+                "greengrass:GetDeploymentConfiguration",
+                "greengrass:ListThingGroupsForCoreDevice",
+            ],
+            "Resource": "*",
+        },
+    ]
+    if fleet.mode is FleetMode.CLOUD_ONLY:
+        statements[1]["Resource"] = f"{arn}:topic/{own_topics}/escalate"
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))

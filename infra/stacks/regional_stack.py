@@ -1,0 +1,119 @@
+"""One home region: cloud inference, edge fleets, IoT routing and aggregation, pinned to the region."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Environment, Stack, Tags
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from domicile.manifest import Manifest
+from domicile.topology import ModelRole, Topology
+from infra.constructs.aggregation import Aggregation, AggregationProps
+from infra.constructs.edge_fleet import EdgeFleetProps, EdgeFleets
+from infra.constructs.inference_function import FUNCTION_TIMEOUT, InferenceFunction, InferenceFunctionProps
+from infra.constructs.routing import Routing, RoutingProps
+from infra.constructs.storage import DataBucket, QueueWithDlq, RegionalKey
+
+
+class RegionalStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        topology: Topology,
+        manifest: Manifest,
+        region: str,
+        account: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id, env=Environment(account=account, region=region))
+        self.jurisdiction = topology.jurisdiction_of_region(region)
+        Tags.of(self).add("domicile:jurisdiction", self.jurisdiction)
+        Tags.of(self).add("domicile:region", region)
+
+        key = RegionalKey(self, "DataKey", description=f"domicile {self.jurisdiction} data in {region}").key
+        storage = DataBucket(self, "Data", key=key)
+        # SQS wants the visibility timeout to be at least 6x the consumer's timeout.
+        visibility = Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6)
+        self.requests = QueueWithDlq(self, "Requests", key=key, visibility_timeout=visibility)
+        self.results = QueueWithDlq(self, "Results", key=key, visibility_timeout=visibility)
+        # Where IoT rule actions that failed, and escalations that failed all retries, are kept.
+        self.routing_dlq = _dead_letter_queue(self, "RoutingDlq", key)
+        self.escalation_dlq = _dead_letter_queue(self, "EscalationDlq", key)
+
+        self.inference = InferenceFunction(
+            self,
+            "Inference",
+            props=InferenceFunctionProps(
+                jurisdiction=self.jurisdiction,
+                default_model=topology.model_for(ModelRole.CLOUD).name,
+                key=key,
+                bucket=storage.bucket,
+                request_queue=self.requests.queue,
+                results_queue=self.results.queue,
+                escalation_dlq=self.escalation_dlq,
+            ),
+        )
+        self.aggregation = Aggregation(
+            self,
+            "Aggregation",
+            props=AggregationProps(
+                jurisdiction=self.jurisdiction,
+                key=key,
+                bucket=storage.bucket,
+                results_queue=self.results.queue,
+                timeout=FUNCTION_TIMEOUT,
+            ),
+        )
+        self.routing = Routing(
+            self,
+            "Routing",
+            props=RoutingProps(
+                jurisdiction=self.jurisdiction,
+                results_queue=self.results.queue,
+                escalate_function=self.inference.escalate,
+                error_queue=self.routing_dlq,
+            ),
+        )
+        edge_model = manifest.models[topology.model_for(ModelRole.EDGE).name]
+        self.edge = EdgeFleets(
+            self,
+            "Edge",
+            props=EdgeFleetProps(jurisdiction=self.jurisdiction, fleets=topology.fleets_in(region), model=edge_model),
+        )
+        self.bucket = storage.bucket
+        CfnOutput(self, "BucketName", value=storage.bucket.bucket_name)
+        CfnOutput(self, "RequestQueueUrl", value=self.requests.queue.queue_url)
+        CfnOutput(self, "ResultsQueueUrl", value=self.results.queue.queue_url)
+        CfnOutput(self, "AggregatesTable", value=self.aggregation.aggregates.table_name)
+        CfnOutput(self, "TokenExchangeRoleAlias", value=self.edge.role_alias.ref)
+
+        # The S3 notification custom resource is CDK's own singleton function.
+        NagSuppressions.add_resource_suppressions_by_path(
+            self,
+            f"/{self.node.path}/BucketNotificationsHandler050a0587b7544547bf325f094a3db834/Role/Resource",
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM4", reason="CDK's bucket-notification handler: basic execution."
+                ),
+                NagPackSuppression(id="AwsSolutions-IAM5", reason="CDK's handler needs s3:PutBucketNotification on *."),
+            ],
+        )
+
+
+def _dead_letter_queue(scope: Construct, construct_id: str, key: kms.IKey) -> sqs.Queue:
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    NagSuppressions.add_resource_suppressions(
+        queue,
+        [NagPackSuppression(id="AwsSolutions-SQS3", reason="This queue is itself a dead-letter queue.")],
+    )
+    return queue
