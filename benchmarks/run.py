@@ -300,14 +300,20 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "imports in about 50 ms and pydantic in about 12 ms, against about 55 ms for `import onnxruntime`",
         "(with numpy).",
         "",
-        "The raw JSON of this run is in `benchmarks/results.json`.",
-        "",
     ]
+    from benchmarks.edge import report
+
+    lines += report(results["edge_modes"], results["aggregate"])
+    lines += ["The raw JSON of this run is in `benchmarks/results.json`.", ""]
     path.write_text("\n".join(lines))
 
 
 def main() -> None:
+    from benchmarks.edge import bench_aggregate, bench_modes
+
     os.environ.update(LAMBDA_ENV)
+    os.environ.update(AGGREGATES_TABLE="domicile-aggregates", IDEMPOTENCY_TABLE="domicile-idempotency",
+                      ARCHIVE_BUCKET="domicile-data-eu-central-1")  # fmt: skip
     from domicile.local_invoke import LambdaContext
 
     ctx = LambdaContext(function_name="bench")
@@ -319,6 +325,8 @@ def main() -> None:
         "sqs": bench_sqs(ctx),
         "cold": bench_cold(),
         "asset": bench_asset(),
+        "edge_modes": bench_modes(),
+        "aggregate": bench_aggregate(),
     }
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, ROOT / "BENCHMARKS.md")

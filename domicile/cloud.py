@@ -66,8 +66,8 @@ def answer_escalations(
                 jurisdiction=request.jurisdiction,
                 home_region=request.home_region,
                 model=ref,
-                payload=ResultPayload(
-                    results=[
+                payload=ResultPayload.from_results(
+                    [
                         CaseResult(
                             case_id=request.payload.case_id,
                             label=answer["label"],

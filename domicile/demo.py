@@ -113,7 +113,7 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
                 elif kind == "sqs":
                     answer = load_handler(SQS_HANDLER, PROJECT_ROOT)(event, LambdaContext())
                     sent = sqs.receive_message(QueueUrl=results_url, MaxNumberOfMessages=10).get("Messages", [])
-                    answers = [json.loads(m["Body"])["payload"]["results"][0] for m in sent]
+                    answers = [json.loads(m["Body"])["payload"] for m in sent]
                     _print(f"{path.name} -> partial batch response", answer)
                     _print("   answers sent to the results queue", answers)
                 else:

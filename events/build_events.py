@@ -85,10 +85,11 @@ def result_envelope(device: str, results: list[tuple[str, str, float]], sha: str
         "produced_at": "2026-11-24T10:00:00Z",
         "kind": "result",
         "payload": {
-            "results": [
-                {"case_id": c, "label": label, "confidence": conf, "source": "edge", "latency_ms": 0.05}
-                for c, label, conf in results
-            ]
+            "source": "edge",
+            "case_ids": [c for c, _, _ in results],
+            "labels": [label for _, label, _ in results],
+            "confidence": [conf for _, _, conf in results],
+            "latency_ms": [0.05 for _ in results],
         },
     }
 

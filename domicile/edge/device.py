@@ -96,7 +96,7 @@ class EdgeDevice:
             jurisdiction=self.identity.jurisdiction,
             home_region=self.identity.home_region,
             model=self.model_ref,
-            payload=ResultPayload(results=results),
+            payload=ResultPayload.from_results(results),
         )
 
     def _escalation(self, case_id: str, row: np.ndarray, guess: EdgeGuess | None) -> EscalateEnvelope:

@@ -92,7 +92,7 @@ def test_escalation_answer_reenters_aggregation(aggregate, results_queue, lambda
     answer = iot_escalate.handler(load_event("iot-escalate.json"), lambda_context)
     (result,) = drain(results_queue)
     assert result["message_id"] == answer["result"]
-    assert result["payload"]["results"][0]["source"] == "cloud" and result["payload"]["results"][0]["escalated"]
+    assert result["payload"]["source"] == "cloud" and result["payload"]["escalated"]
     record = copy.deepcopy(load_event("sqs-results.json")["Records"][0])
     record["body"] = json.dumps(result)
     aggregate.handler({"Records": [record]}, lambda_context)

@@ -42,9 +42,8 @@ def test_bad_record_fails_alone_and_good_ones_are_answered(results_queue, lambda
         assert answer["kind"] == "result"
         assert answer["jurisdiction"] == "eu" and answer["home_region"] == REGION
         assert answer["model"]["name"] == "digits-cloud"
-        (result,) = answer["payload"]["results"]
-        assert result["source"] == "cloud"
-    escalated = {a["payload"]["results"][0]["case_id"]: a["payload"]["results"][0]["escalated"] for a in answers}
+        assert answer["payload"]["source"] == "cloud" and len(answer["payload"]["case_ids"]) == 1
+    escalated = {a["payload"]["case_ids"][0]: a["payload"]["escalated"] for a in answers}
     assert escalated == {"case-1": True, "case-2": False}  # case-2 is raw offload (no edge guess)
 
 
@@ -63,7 +62,7 @@ def test_wrong_kind_and_bad_features_fail_with_their_records(results_queue, lamb
     good = event["Records"][0]
     wrong_kind = copy.deepcopy(good)
     body = json.loads(wrong_kind["body"])
-    body.update(kind="result", payload={"results": [{"case_id": "x", "label": "1", "confidence": 1, "source": "edge"}]})
+    body.update(kind="result", payload={"source": "edge", "case_ids": ["x"], "labels": ["1"], "confidence": [1]})
     wrong_kind.update(messageId="wrong-kind", body=json.dumps(body))
     short = copy.deepcopy(good)
     body = json.loads(short["body"])

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from domicile.envelope import EscalateEnvelope, ResultEnvelope, parse_envelope, result_message_id
+from domicile.envelope import EscalateEnvelope, ResultEnvelope, ResultPayload, parse_envelope, result_message_id
 from domicile.errors import InputError
 
 SHA = "a" * 64
@@ -70,9 +70,21 @@ def test_result_ids_are_stable_per_request():
 
 
 def test_result_envelope_packs_many_results():
-    doc = escalation(kind="result", payload={"results": [
-        {"case_id": f"c{i}", "label": "1", "confidence": 0.9, "source": "edge"} for i in range(50)
-    ]})  # fmt: skip
-    envelope = parse_envelope(doc)
+    payload = {
+        "source": "edge",
+        "case_ids": [f"c{i}" for i in range(50)],
+        "labels": ["1"] * 50,
+        "confidence": [0.9] * 50,
+    }
+    envelope = parse_envelope(escalation(kind="result", payload=payload))
     assert isinstance(envelope, ResultEnvelope)
-    assert len(envelope.payload.results) == 50
+    rows = envelope.payload.results
+    assert len(rows) == 50 and rows[7].case_id == "c7" and rows[7].source == "edge"
+    assert ResultPayload.from_results(rows) == envelope.payload
+
+
+def test_result_columns_must_line_up():
+    payload = {"source": "edge", "case_ids": ["a", "b"], "labels": ["1"], "confidence": [0.9, 0.8]}
+    with pytest.raises(InputError) as err:
+        parse_envelope(escalation(kind="result", payload=payload))
+    assert err.value.field == "payload" and "labels has 1 entries for 2 case_ids" in err.value.reason
