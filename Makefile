@@ -26,10 +26,12 @@ $(CDK):
 models: $(STAMP)
 	$(BIN)/domicile models build
 
-# The CDK CLI prints cdk-nag findings and fails on errors; cfn-lint then checks every template.
+# The CDK CLI prints cdk-nag and residency errors and fails on them; cfn-lint then checks every
+# template, and the residency report gates on any data flow leaving its jurisdiction.
 synth: setup
 	$(CDK) synth --quiet
 	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+	set -o pipefail; $(BIN)/domicile residency report | tail -n 1
 
 demo: setup models synth
 	$(BIN)/domicile demo

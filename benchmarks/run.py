@@ -36,6 +36,8 @@ LAMBDA_ENV = {
     "MODEL_DIR": str(ROOT / "models"),
     "DEFAULT_MODEL": "digits-cloud",
     "RESULTS_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/123456789012/bench-results",
+    "QUARANTINE_BUCKET": "domicile-data-eu-central-1",
+    "ALLOWED_REGIONS": "eu-central-1,eu-west-1",
     "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_TRACE_DISABLED": "true",

@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   domicile topology check                 validate domicile.toml and print what it deploys
   domicile models build --seed 7          rebuild the ONNX models and models/manifest.json
   domicile demo                           run the inference handlers on events/ (offline, moto)
+  domicile residency report               every data flow of cdk.out, allowed or not (exit 1 if not)
+  domicile residency report --json        the same as JSON, for a pipeline gate
 """
 
 
@@ -39,6 +41,20 @@ def _models_build(args: argparse.Namespace) -> int:
             f"{entry.metrics.test_accuracy:.4f}, sha256 {entry.sha256[:16]}..."
         )
     return 0
+
+
+def _residency_report(args: argparse.Namespace) -> int:
+    import json
+
+    from domicile.residency_report import render_table, report
+    from domicile.topology import load_topology
+
+    rows = report(Path(args.cdk_out), load_topology(args.topology))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        print(render_table(rows))
+    return 1 if any(not r.allowed for r in rows) else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -70,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="output folder (default: models/)")
     build.add_argument("--topology", help="topology file (default: domicile.toml)")
     build.set_defaults(run=_models_build)
+
+    residency = commands.add_parser("residency", help="data residency").add_subparsers(dest="action", required=True)
+    flows = residency.add_parser("report", help="list every data flow of the synthesized templates")
+    flows.add_argument("--cdk-out", default="cdk.out", help="the cloud assembly folder (default: cdk.out)")
+    flows.add_argument("--topology", help="topology file (default: domicile.toml)")
+    flows.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    flows.set_defaults(run=_residency_report)
 
     demo = commands.add_parser("demo", help="run the inference handlers on the sample events, offline")
     demo.set_defaults(run=_demo)

@@ -75,6 +75,8 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
         env = {
             **_create_tables(REGION),
             "ARCHIVE_BUCKET": BUCKET,
+            "QUARANTINE_BUCKET": BUCKET,
+            "ALLOWED_REGIONS": "eu-central-1,eu-west-1",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "JURISDICTION": "eu",

@@ -23,6 +23,8 @@ class InferenceSettings(BaseSettings):
     results_queue_url: str | None = None  # SQS path: where result envelopes go
     output_prefix: str = Field(default="results/", pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")
     input_prefix: str = Field(default="incoming/", pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")
+    allowed_regions: str = ""  # comma-separated regions of the jurisdiction (default: this region)
+    quarantine_bucket: str | None = None  # where residency violations are kept (this region's bucket)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_batch_rows: int = Field(default=1024, gt=0)
     max_object_bytes: int = Field(default=64 * 1_048_576, gt=0)
@@ -38,7 +40,8 @@ class AggregateSettings(BaseSettings):
     jurisdiction: str
     aggregates_table: str
     idempotency_table: str
-    archive_bucket: str
+    archive_bucket: str  # also holds the quarantine prefix
+    allowed_regions: str = ""
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
-from aws_cdk import App
+from aws_cdk import App, AspectPriority, Aspects, cx_api
 
 from domicile.manifest import load_manifest
 from domicile.topology import Topology, load_topology
 from infra.aspects.nag import apply_nag
+from infra.aspects.region_guard import RegionGuardAspect
+from infra.aspects.residency import ResidencyAspect
 from infra.bundling import PROJECT_ROOT
 from infra.stacks.regional_stack import RegionalStack
 
@@ -30,12 +33,33 @@ def build_app(topology: Topology | None = None, outdir: str | None = None) -> Ap
         RegionalStack(
             app, regional_stack_name(region), topology=topology, manifest=manifest, region=region, account=account
         )
+    apply_residency(app, topology)
     apply_nag(app)
     return app
 
 
+def apply_residency(app: App, topology: Topology) -> None:
+    """Deploy-time guard (mutating: adds deny statements) then the synth-time check (read-only)."""
+    Aspects.of(app).add(RegionGuardAspect(topology), priority=AspectPriority.MUTATING)
+    Aspects.of(app).add(ResidencyAspect(topology), priority=AspectPriority.READONLY)
+
+
+def synth_errors(assembly: cx_api.CloudAssembly) -> list[str]:
+    """Error annotations (residency, cdk-nag) of every stack, as `path: message`."""
+    errors = []
+    for stack in assembly.stacks:
+        for message in stack.messages:
+            if message.level == cx_api.SynthesisMessageLevel.ERROR:
+                errors.append(f"{message.id}: {message.entry.data}")
+    return errors
+
+
 def main() -> None:
-    build_app().synth()
+    errors = synth_errors(build_app().synth())
+    for error in errors:
+        print(f"[Error at {error}", file=sys.stderr)
+    if errors:
+        sys.exit(f"synth failed: {len(errors)} error(s)")
 
 
 if __name__ == "__main__":

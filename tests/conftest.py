@@ -39,6 +39,8 @@ os.environ.update(
         "AGGREGATES_TABLE": AGGREGATES_TABLE,
         "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
         "ARCHIVE_BUCKET": BUCKET,
+        "QUARANTINE_BUCKET": BUCKET,
+        "ALLOWED_REGIONS": "eu-central-1,eu-west-1",
         "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",

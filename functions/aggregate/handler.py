@@ -25,17 +25,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from domicile.aggregate_store import AggregateStore
 from domicile.envelope import ResultEnvelope, parse_envelope
 from domicile.errors import InputError
+from domicile.residency import Quarantine, ResidencyPolicy
 from domicile.settings import load_aggregate_settings
 
 settings = load_aggregate_settings()
+residency = ResidencyPolicy.from_settings(settings.aws_region, settings.jurisdiction, settings.allowed_regions)
 logger = Logger(service="domicile-aggregate")
 tracer = Tracer(service="domicile-aggregate", patch_modules=("botocore",))
 metrics = Metrics(namespace="Domicile", service="domicile-aggregate")
 metrics.set_default_dimensions(Region=settings.aws_region, Jurisdiction=settings.jurisdiction)
 
 dynamodb = boto3.client("dynamodb", region_name=settings.aws_region)
-store = AggregateStore(dynamodb, settings.aggregates_table, boto3.client("s3", region_name=settings.aws_region),
-                       settings.archive_bucket)  # fmt: skip
+s3 = boto3.client("s3", region_name=settings.aws_region)
+store = AggregateStore(dynamodb, settings.aggregates_table, s3, settings.archive_bucket)
+quarantine = Quarantine(s3, settings.archive_bucket, residency)
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb)
 idempotency = IdempotencyConfig(
     event_key_jmespath="message_id", expires_after_seconds=settings.idempotency_ttl_s, raise_on_no_idempotency_key=True
@@ -69,6 +72,12 @@ def record_handler(record: SQSRecord) -> None:
             "failed record", extra={"message_id": record.message_id, "field": err.field, "reason": err.reason}
         )
         raise
+    reason = residency.violation(envelope)
+    if reason:
+        key = quarantine.put(record.body, reason, f"sqs:{record.event_source_arn}", str(envelope.message_id))
+        metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
+        logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
+        return
     _Executed.flag = False
     outcome = aggregate(envelope=envelope.model_dump(mode="json", exclude_none=True))
     if not _Executed.flag or not outcome["counted"]:

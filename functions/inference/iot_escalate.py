@@ -7,6 +7,7 @@ then sends it, with the error, to the function's on-failure destination (an in-r
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -16,13 +17,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from domicile.cloud import answer_escalations
 from domicile.envelope import EscalateEnvelope, parse_envelope
 from domicile.errors import ConfigError, InputError
+from domicile.residency import Quarantine
 from domicile.sinks import SqsEnvelopeSink
-from functions.inference.shared import logger, metrics, runtime, settings, tracer
+from functions.inference.shared import logger, metrics, residency, runtime, settings, tracer
 
 tracer.patch(["botocore"])
 if not settings.results_queue_url:
     raise ConfigError("environment variable RESULTS_QUEUE_URL is not set (needed by the escalation entry point)")
+if not settings.quarantine_bucket:
+    raise ConfigError("environment variable QUARANTINE_BUCKET is not set (needed to keep residency violations)")
 sink = SqsEnvelopeSink(boto3.client("sqs", region_name=settings.aws_region), settings.results_queue_url)
+quarantine = Quarantine(boto3.client("s3", region_name=settings.aws_region), settings.quarantine_bucket, residency)
 
 
 @logger.inject_lambda_context
@@ -37,6 +42,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
         logger.warning("rejected escalation", extra={"field": err.field, "reason": err.reason})
         raise
+    reason = residency.violation(envelope)
+    if reason:
+        key = quarantine.put(json.dumps(event), reason, "iot:escalate", str(envelope.message_id))
+        metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
+        logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
+        return {"request": str(envelope.message_id), "quarantined": key, "reason": reason}
     (answer,) = answer_escalations(runtime, settings.default_model, [envelope])
     if sink.send([(str(envelope.message_id), answer)]):
         raise RuntimeError("the results queue refused the answer; Lambda will retry")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+from domicile.residency import ResidencyPolicy
 from domicile.runtime import ModelRuntime
 from domicile.settings import inference_settings
 
@@ -17,6 +18,8 @@ logger = Logger(service="domicile-inference")
 tracer = Tracer(service="domicile-inference", patch_modules=())
 metrics = Metrics(namespace="Domicile", service="domicile-inference")
 metrics.set_default_dimensions(Region=settings.aws_region, Jurisdiction=settings.jurisdiction)
+
+residency = ResidencyPolicy.from_settings(settings.aws_region, settings.jurisdiction, settings.allowed_regions)
 
 runtime = ModelRuntime(settings.model_dir, intra_op_threads=settings.intra_op_threads)
 runtime.warm()  # hash-check and load every model now, not on the first request

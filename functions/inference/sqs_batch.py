@@ -18,11 +18,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from domicile.cloud import answer_escalations, check_feature_count, stack_rows
 from domicile.envelope import EscalateEnvelope, parse_envelope
 from domicile.errors import ConfigError, InputError
+from domicile.residency import Quarantine
 from domicile.sinks import SqsEnvelopeSink
-from functions.inference.shared import logger, metrics, runtime, settings, tracer
+from functions.inference.shared import logger, metrics, residency, runtime, settings, tracer
 
 tracer.patch(["botocore"])
 sqs = boto3.client("sqs", region_name=settings.aws_region)
+if not settings.quarantine_bucket:
+    raise ConfigError("environment variable QUARANTINE_BUCKET is not set (needed to keep residency violations)")
+quarantine = Quarantine(boto3.client("s3", region_name=settings.aws_region), settings.quarantine_bucket, residency)
 
 processor = BatchProcessor(event_type=EventType.SQS)
 if not settings.results_queue_url:
@@ -51,6 +55,13 @@ def record_handler(record: SQSRecord) -> None:
     except InputError as err:
         _reject(record.message_id, err)
         raise
+    reason = residency.violation(envelope)
+    if reason:
+        # Kept in this region with its reason, never processed: the record succeeds, nothing is lost.
+        key = quarantine.put(record.body, reason, f"sqs:{record.event_source_arn}", str(envelope.message_id))
+        metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
+        logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
+        return
     _batch.record_ids.append(record.message_id)
     _batch.requests.append(envelope)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import App, Aspects
+from aws_cdk import App, AspectPriority, Aspects
 from cdk_nag import AwsSolutionsChecks
 
 
 def apply_nag(app: App) -> None:
-    Aspects.of(app).add(AwsSolutionsChecks(verbose=True, reports=True))
+    # Read-only: runs after the mutating aspects (the region guard's deny statements).
+    Aspects.of(app).add(AwsSolutionsChecks(verbose=True, reports=True), priority=AspectPriority.READONLY)

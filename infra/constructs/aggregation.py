@@ -29,6 +29,7 @@ class AggregationProps:
     bucket: s3.IBucket
     results_queue: sqs.IQueue
     timeout: Duration
+    allowed_regions: tuple[str, ...]
 
 
 class Aggregation(Construct):
@@ -76,6 +77,7 @@ class Aggregation(Construct):
                 "AGGREGATES_TABLE": self.aggregates.table_name,
                 "IDEMPOTENCY_TABLE": self.idempotency.table_name,
                 "ARCHIVE_BUCKET": props.bucket.bucket_name,
+                "ALLOWED_REGIONS": ",".join(props.allowed_regions),
                 "POWERTOOLS_SERVICE_NAME": "domicile-aggregate",
                 "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
             },
@@ -91,10 +93,11 @@ class Aggregation(Construct):
         self.aggregates.grant_read_write_data(self.function)
         self.idempotency.grant_read_write_data(self.function)
         props.bucket.grant_put(self.function, f"{ARCHIVE_PREFIX}*")
+        props.bucket.grant_put(self.function, "quarantine/*")  # residency violations, kept in-region
         suppress_lambda_defaults(
             self.function,
             [
-                {"regex": "/^Resource::<.*Bucket.*\\.Arn>/archive/\\*$/g"},
+                {"regex": "/^Resource::<.*Bucket.*\\.Arn>/(archive|quarantine)/\\*$/g"},
                 {"regex": "/^Resource::<.*(Aggregates|Idempotency).*\\.Arn>/index/\\*$/g"},
             ],
         )

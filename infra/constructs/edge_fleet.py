@@ -62,6 +62,7 @@ class EdgeFleets(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         model = props.model
+        self.fleets = list(props.fleets)
 
         # --- the model component: artifacts in this region's asset bucket, verified by digest
         model_file = props.model_dir / model.file

@@ -23,6 +23,7 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 FUNCTION_TIMEOUT = Duration.seconds(30)
 INPUT_PREFIX = "incoming/"
 OUTPUT_PREFIX = "results/"
+QUARANTINE_PREFIX = "quarantine/"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class InferenceFunctionProps:
     request_queue: sqs.IQueue
     results_queue: sqs.IQueue
     escalation_dlq: sqs.IQueue
+    allowed_regions: tuple[str, ...]
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     memory_mb: int = 1024
 
@@ -47,6 +49,8 @@ class InferenceFunction(Construct):
             "MODEL_DIR": "/var/task/models",
             "DEFAULT_MODEL": props.default_model,
             "RESULTS_QUEUE_URL": props.results_queue.queue_url,
+            "ALLOWED_REGIONS": ",".join(props.allowed_regions),
+            "QUARANTINE_BUCKET": props.bucket.bucket_name,
             "INPUT_PREFIX": INPUT_PREFIX,
             "OUTPUT_PREFIX": OUTPUT_PREFIX,
             "POWERTOOLS_SERVICE_NAME": "domicile-inference",
@@ -103,7 +107,11 @@ class InferenceFunction(Construct):
             retry_attempts=2, on_failure=destinations.SqsDestination(props.escalation_dlq)
         )
         props.results_queue.grant_send_messages(self.escalate)
+        for fn in (self.sqs, self.escalate):
+            props.bucket.grant_put(fn, f"{QUARANTINE_PREFIX}*")  # residency violations, kept in-region
 
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         for fn in (self.http, self.sqs, self.s3, self.escalate):
-            suppress_lambda_defaults(fn, [{"regex": "/^Resource::<.*Bucket.*\\.Arn>/(incoming|results)/\\*$/g"}])
+            suppress_lambda_defaults(
+                fn, [{"regex": "/^Resource::<.*Bucket.*\\.Arn>/(incoming|results|quarantine)/\\*$/g"}]
+            )

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from domicile.manifest import Manifest
 from domicile.topology import ModelRole, Topology
+from infra.aspects.residency import pin_jurisdiction
 from infra.constructs.aggregation import Aggregation, AggregationProps
 from infra.constructs.edge_fleet import EdgeFleetProps, EdgeFleets
 from infra.constructs.inference_function import FUNCTION_TIMEOUT, InferenceFunction, InferenceFunctionProps
@@ -30,7 +31,7 @@ class RegionalStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, env=Environment(account=account, region=region))
         self.jurisdiction = topology.jurisdiction_of_region(region)
-        Tags.of(self).add("domicile:jurisdiction", self.jurisdiction)
+        pin_jurisdiction(self, self.jurisdiction)
         Tags.of(self).add("domicile:region", region)
 
         key = RegionalKey(self, "DataKey", description=f"domicile {self.jurisdiction} data in {region}").key
@@ -54,6 +55,7 @@ class RegionalStack(Stack):
                 request_queue=self.requests.queue,
                 results_queue=self.results.queue,
                 escalation_dlq=self.escalation_dlq,
+                allowed_regions=topology.regions_of(self.jurisdiction),
             ),
         )
         self.aggregation = Aggregation(
@@ -65,6 +67,7 @@ class RegionalStack(Stack):
                 bucket=storage.bucket,
                 results_queue=self.results.queue,
                 timeout=FUNCTION_TIMEOUT,
+                allowed_regions=topology.regions_of(self.jurisdiction),
             ),
         )
         self.routing = Routing(
