@@ -2,6 +2,7 @@
 
 import copy
 import json
+from typing import Any
 
 import boto3
 import pytest
@@ -18,7 +19,7 @@ def quarantined():
     return [json.loads(s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()) for o in objects]
 
 
-def claim(body: dict, **fields) -> dict:
+def claim(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
     body = copy.deepcopy(body)
     body.update(fields)
     return body
@@ -36,7 +37,7 @@ def test_policy_reasons(fields, reason):
     from domicile.envelope import parse_envelope
 
     envelope = parse_envelope(claim(load_event("iot-escalate.json"), device="munich-line-0", **fields))
-    assert reason in POLICY.violation(envelope)
+    assert reason in (POLICY.violation(envelope) or "")
     assert POLICY.violation(parse_envelope(load_event("iot-escalate.json"))) is None
 
 
@@ -72,5 +73,6 @@ def test_aggregation_never_counts_a_foreign_envelope(tables, bucket, lambda_cont
     foreign["body"] = json.dumps(claim(json.loads(foreign["body"]), jurisdiction="us", home_region="us-east-1"))
     assert aggregate.handler({"Records": [event["Records"][0], foreign]}, lambda_context) == {"batchItemFailures": []}
     assert aggregate.store.read("munich-line", "munich-line-1", "digits-edge@1.0.0", "2026-11-24T10") is None
-    assert aggregate.store.read("munich-line", "munich-line-0", "digits-edge@1.0.0", "2026-11-24T10")["count"] == 2
+    counted = aggregate.store.read("munich-line", "munich-line-0", "digits-edge@1.0.0", "2026-11-24T10")
+    assert counted is not None and counted["count"] == 2
     assert len(quarantined()) == 1
