@@ -76,6 +76,8 @@ class Subscriber:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}")
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *a, **k: self._ready.set()
+        self._client.on_disconnect = lambda *a, **k: self._ready.clear()
+        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
         self._client.on_connect = lambda client, *a, **k: client.subscribe(topic, qos=1)
         self._client.connect("127.0.0.1", broker.port)
         self._client.loop_start()
@@ -86,6 +88,11 @@ class Subscriber:
         with self._cond:
             self.messages.append((message.topic, message.payload))  # type: ignore[attr-defined]
             self._cond.notify_all()
+
+    def wait_subscribed(self, timeout: float = 15.0) -> None:
+        """After a broker restart: block until the subscription is back (a clean session loses it)."""
+        if not self._ready.wait(timeout):
+            raise RuntimeError("the subscriber did not resubscribe")
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[str, bytes]]:
         with self._cond:

@@ -85,6 +85,7 @@ def test_outage_spools_and_replays_in_order_without_loss(broker, subscriber, tmp
     device.infer(["b0", "b1", "b2"], TEST.x[2:5])  # link down: spooled, acknowledged
     assert len(device.forward.spool) == 3
     broker.start()
+    subscriber.wait_subscribed()  # a subscriber that is not back would miss the replay
     deadline = time.monotonic() + 20
     while len(device.forward.spool):
         assert time.monotonic() < deadline, "spool was not replayed"
