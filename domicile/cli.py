@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   domicile topology check                 validate domicile.toml and print what it deploys
   domicile models build --seed 7          rebuild the ONNX models and models/manifest.json
   domicile demo                           run the inference handlers on events/ (offline, moto)
+  domicile simulate                       the whole app locally: devices, brokers, rules, handlers, report
+  domicile simulate --records 100 --drift --offline munich-line=3 --inject-violations 5
   domicile residency report               every data flow of cdk.out, allowed or not (exit 1 if not)
   domicile residency report --json        the same as JSON, for a pipeline gate
 """
@@ -57,6 +59,44 @@ def _residency_report(args: argparse.Namespace) -> int:
     return 1 if any(not r.allowed for r in rows) else 0
 
 
+def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise DomicileError(f"{flag}: expected KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from domicile.sim.main import simulate
+    from domicile.sim.runner import SimOptions
+    from domicile.topology import FleetMode, load_topology
+
+    topology = load_topology(args.topology)
+    offline = {}
+    for fleet, seconds in _key_values(args.offline, "--offline").items():
+        if fleet not in topology.fleets:
+            raise DomicileError(f"--offline: unknown fleet {fleet!r}; known: {', '.join(topology.fleets)}")
+        try:
+            offline[fleet] = float(seconds)
+        except ValueError as exc:
+            raise DomicileError(f"--offline {fleet}: {seconds!r} is not a number of seconds") from exc
+    brokers = _key_values(args.broker, "--broker")
+    for region in brokers:
+        if region not in topology.home_regions():
+            raise DomicileError(f"--broker: {region} is not a home region ({', '.join(topology.home_regions())})")
+    options = SimOptions(
+        records=args.records, devices=args.devices, rate=args.rate, seed=args.seed,
+        mode=FleetMode(args.mode) if args.mode else None, drift=args.drift, offline=offline,
+        inject_violations=args.inject_violations, out=Path(args.out) if args.out else None, brokers=brokers,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    report = simulate(topology, options)
+    return 0 if report["books"]["balanced"] and not report["interrupted"] else 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     from domicile.demo import run_demo
 
@@ -93,6 +133,30 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_argument("--topology", help="topology file (default: domicile.toml)")
     flows.add_argument("--json", action="store_true", help="print JSON instead of a table")
     flows.set_defaults(run=_residency_report)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="run the synthesized app locally end to end and write a report",
+        description="Synthesize the CDK app, stand up moto and one MQTT broker per region, run the real "
+        "handlers behind the templates' rules and event sources, and drive them with simulated devices "
+        "running the real edge code on held-out digits. Exit status 1 if the books do not balance.",
+    )
+    sim.add_argument("--records", type=int, default=300, help="cases per device (default 300)")
+    sim.add_argument("--devices", type=int, help="devices per fleet (default: the topology's counts)")
+    sim.add_argument("--rate", type=float, default=60.0, help="cases per second per device (default 60)")
+    sim.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data split and shuffling seed")
+    sim.add_argument("--mode", choices=["edge-only", "cloud-only", "hybrid"], help="override every fleet's mode")
+    sim.add_argument("--drift", action="store_true", help="shift the input distribution halfway through")
+    sim.add_argument("--offline", action="append", default=[], metavar="FLEET=SECONDS",
+                     help="cut a fleet's link for SECONDS a third of the way in (repeatable)")  # fmt: skip
+    sim.add_argument("--inject-violations", type=int, default=0, metavar="N",
+                     help="send N messages claiming another jurisdiction (all must be quarantined)")  # fmt: skip
+    sim.add_argument("--broker", action="append", default=[], metavar="REGION=URL",
+                     help="use this MQTT broker for a region, e.g. eu-central-1=mqtt://127.0.0.1:1883")  # fmt: skip
+    sim.add_argument("--out", help="report folder (default: runs/<timestamp>)")
+    sim.add_argument("--topology", help="topology file (default: domicile.toml)")
+    sim.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
+    sim.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="run the inference handlers on the sample events, offline")
     demo.set_defaults(run=_demo)

@@ -26,6 +26,8 @@ def build_app(topology: Topology | None = None, outdir: str | None = None) -> Ap
     # The CDK CLI passes its own outdir; a plain `python -m infra.app` writes to cdk.out too.
     # Feature flags live in cdk.json; read them here too so `python -m infra.app` and tests match the CLI.
     context = json.loads((PROJECT_ROOT / "cdk.json").read_text()).get("context", {})
+    # As the CDK CLI does: asset paths in the template's metadata (SAM and `domicile simulate` read them).
+    context.setdefault("aws:cdk:enable-asset-metadata", True)
     app = App(outdir=outdir or os.environ.get("CDK_OUTDIR") or "cdk.out", context=context)
     account = os.environ.get("CDK_DEFAULT_ACCOUNT")
     manifest = load_manifest()

@@ -1,0 +1,1 @@
+"""`domicile simulate`: the synthesized app, run locally (moto, MQTT brokers, real handlers, real devices)."""

@@ -1,0 +1,336 @@
+"""The simulation's report: per region and fleet, the books, and plots people want to read."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from domicile.envelope import EscalateEnvelope, EscalatePayload
+from domicile.sim.runner import Simulation
+
+_EMF_METRICS = ("DuplicatesSuppressed", "ResidencyViolation", "BadInput", "EnvelopesAggregated", "Escalations")
+
+
+def _cases_in(envelope: Any) -> list[tuple[str, str]]:
+    """(fleet, case id) pairs an envelope (or a wrapper around one) carries."""
+    if not isinstance(envelope, dict):
+        return []
+    if "requestPayload" in envelope:  # a Lambda async failure record
+        return _cases_in(envelope["requestPayload"])
+    if "base64OriginalPayload" in envelope:  # an IoT rule error-action record
+        try:
+            return _cases_in(json.loads(base64.b64decode(envelope["base64OriginalPayload"])))
+        except (ValueError, json.JSONDecodeError):
+            return []
+    payload = envelope.get("payload") or {}
+    fleet = str(envelope.get("fleet", "?"))
+    device = str(envelope.get("device", "?"))
+    if "case_ids" in payload:
+        return [(fleet, f"{device}/{c}") for c in payload["case_ids"]]
+    if "case_id" in payload:
+        return [(fleet, f"{device}/{payload['case_id']}")]
+    return []
+
+
+def _emf_totals(log_dir: Path) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for log in log_dir.glob("*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"_aws"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            for name in _EMF_METRICS:
+                values = record.get(name)
+                if values is not None:
+                    totals[name] += int(sum(values) if isinstance(values, list) else values)
+    return totals
+
+
+def _quarantined(sim: Simulation) -> list[tuple[str, str]]:
+    cases = []
+    for stack in sim.stacks:
+        s3 = sim.client("s3", stack.region)
+        for lid in stack.resources("AWS::S3::Bucket"):
+            bucket = stack.physical[lid]["Ref"]
+            listing = s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/").get("Contents", [])
+            for obj in listing:
+                record = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                try:
+                    cases += _cases_in(json.loads(record["message"]))
+                except (json.JSONDecodeError, KeyError):
+                    cases.append(("?", obj["Key"]))
+    return cases
+
+
+def _dead_letters(sim: Simulation) -> tuple[int, list[tuple[str, str]]]:
+    messages, cases = 0, []
+    for stack in sim.stacks:
+        sqs = sim.client("sqs", stack.region)
+        for lid, resource in stack.resources("AWS::SQS::Queue").items():
+            if "RedrivePolicy" in resource.get("Properties", {}):
+                continue
+            url = stack.physical[lid]["Ref"]
+            while True:
+                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+                    "Messages", []
+                )
+                if not got:
+                    break
+                for message in got:
+                    messages += 1
+                    try:
+                        cases += _cases_in(json.loads(message["Body"]))
+                    except json.JSONDecodeError:
+                        cases.append(("?", message["MessageId"]))
+    return messages, cases
+
+
+def _raw_offload_bytes(run: Any) -> int:
+    """What the same cases would cost as raw offload: one escalate envelope each, raw features."""
+    from domicile.edge.device import compact_features
+
+    total = 0
+    for i, row in enumerate(run.x[: len(run.started)]):
+        envelope = EscalateEnvelope(
+            device=run.identity.device, fleet=run.identity.fleet, jurisdiction=run.identity.jurisdiction,
+            home_region=run.identity.home_region, model=run.device.model_ref,
+            payload=EscalatePayload(case_id=f"{run.identity.device}-{i}", features=compact_features(row)),
+        )  # fmt: skip
+        total += len(envelope.model_dump_json(exclude_none=True))
+    return total
+
+
+def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bool) -> dict[str, Any]:
+    quarantined = _quarantined(sim)
+    dlq_messages, dlq_cases = _dead_letters(sim)
+    metrics = _emf_totals(sim.log_dir)
+    completions = sim.ledger.completions
+    fleets: list[dict[str, Any]] = []
+    for name in sorted({run.fleet.name for run in sim.devices}):
+        runs = [r for r in sim.devices if r.fleet.name == name]
+        fleet = runs[0].fleet
+        started = {(r.identity.device, c): t for r in runs for c, t in r.started.items()}
+        labels = {(r.identity.device, c): lbl for r in runs for c, lbl in r.labels.items()}
+        done = {k: v for k, v in completions.items() if k in started}
+        latencies = np.array([(v.at - started[k]) * 1000 for k, v in done.items()]) if done else np.array([0.0])
+        correct = sum(v.label == str(labels[k]) for k, v in done.items())
+        inferences = sum(r.device.stats.inferences for r in runs)
+        sent = sum(r.device.stats.bytes_sent for r in runs)
+        raw = sum(_raw_offload_bytes(r) for r in runs)
+        fleets.append(
+            {
+                "fleet": name, "region": fleet.home_region, "jurisdiction": fleet.jurisdiction,
+                "mode": runs[0].device.mode.value, "devices": len(runs), "inferences": inferences,
+                "edge_answered": sum(r.device.stats.kept for r in runs),
+                "escalated": sum(r.device.stats.escalated for r in runs), "split": 0,
+                "aggregated": len(done),
+                "accuracy": correct / len(done) if done else None,
+                "bytes_sent": sent, "bytes_raw_offload": raw, "bytes_vs_raw": sent / raw if raw else None,
+                "latency_ms": {q: float(np.percentile(latencies, q)) for q in (50, 95, 99)},
+                "spooled": sum(r.device.forward.stats.spooled for r in runs),
+                "replayed": sum(r.device.forward.stats.replayed for r in runs),
+                "evicted": sum(r.device.forward.evicted for r in runs),
+                "quarantined": sum(1 for f, _ in quarantined if f == name),
+                "dlq": sum(1 for f, _ in dlq_cases if f == name),
+                "device_errors": [r.error for r in runs if r.error],
+            }
+        )  # fmt: skip
+    published = sum(f["inferences"] for f in fleets) + sim.injected
+    aggregated = sum(f["aggregated"] for f in fleets)
+    difference = published - aggregated - len(quarantined) - len(dlq_cases)
+    books = {
+        "published": published, "aggregated": aggregated, "quarantined": len(quarantined),
+        "in_dlq": len(dlq_cases), "dlq_messages": dlq_messages, "difference": difference, "balanced": difference == 0,
+        "injected_violations": sim.injected,
+        "injected_quarantined": sum(1 for _, c in quarantined if "/violation-" in c),
+    }  # fmt: skip
+    stages = {
+        "rules": {name: {"messages": int(s["messages"]), "mean_ms": s["seconds"] / s["messages"] * 1000}
+                  for name, s in sim.rule_stats.items() if s["messages"]},
+        "handlers": {w.function.key: {"invocations": w.stats.invocations, "errors": w.stats.errors,
+                                      "mean_ms": w.stats.seconds / w.stats.invocations * 1000}
+                     for w in sim.workers.values() if w.stats.invocations},
+    }  # fmt: skip
+    return {
+        "seconds": seconds,
+        "throughput_per_s": aggregated / seconds if seconds else 0.0,
+        "drained": drained,
+        "interrupted": interrupted,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(sim.options).items()},
+        "fleets": fleets,
+        "books": books,
+        "metrics": dict(metrics),
+        "duplicates_suppressed": metrics.get("DuplicatesSuppressed", 0),
+        "stages": stages,
+        "escalation_timeline": _timeline(sim),
+    }
+
+
+def _timeline(sim: Simulation) -> dict[str, list[tuple[float, float]]]:
+    """Escalation rate per fleet per second since the start."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    starts = [t for r in sim.devices for t, _ in r.decisions]
+    if not starts:
+        return out
+    t0 = min(starts)
+    for name in sorted({r.fleet.name for r in sim.devices}):
+        buckets: dict[int, list[bool]] = {}
+        for run in (r for r in sim.devices if r.fleet.name == name):
+            for t, escalated in run.decisions:
+                buckets.setdefault(int(t - t0), []).append(escalated)
+        out[name] = [(float(s), sum(v) / len(v)) for s, v in sorted(buckets.items())]
+    return out
+
+
+def write_report(report: dict[str, Any], out: Path, sim: Simulation) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    paths = [out / "report.json", out / "report.md", *_plots(report, out, sim)]
+    (out / "report.md").write_text(markdown(report, [p.name for p in paths[2:]]))
+    return paths
+
+
+def _plots(report: dict[str, Any], out: Path, sim: Simulation) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for f in report["fleets"]:
+        if f["accuracy"] is not None and f["bytes_vs_raw"] is not None:
+            ax.scatter(f["bytes_vs_raw"], f["accuracy"] * 100, s=60)
+            ax.annotate(f"{f['fleet']} ({f['mode']})", (f["bytes_vs_raw"], f["accuracy"] * 100), fontsize=8,
+                        xytext=(5, 5), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("bytes sent / bytes of raw offload")
+    ax.set_ylabel("accuracy against labels (%)")
+    ax.set_title("Accuracy vs bytes sent, per fleet and mode")
+    ax.grid(alpha=0.3)
+    paths.append(out / "accuracy_vs_bytes.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for region in sorted({f["region"] for f in report["fleets"]}):
+        names = {f["fleet"] for f in report["fleets"] if f["region"] == region}
+        started = {
+            (r.identity.device, c): t for r in sim.devices if r.fleet.name in names for c, t in r.started.items()
+        }
+        values = sorted((c.at - started[k]) * 1000 for k, c in sim.ledger.completions.items() if k in started)
+        if values:
+            ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=region)
+    ax.set_xscale("log")
+    ax.set_xlabel("end-to-end latency, device to aggregate written (ms)")
+    ax.set_ylabel("fraction of cases")
+    ax.set_title("End-to-end latency CDF per region")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    paths.append(out / "latency_cdf.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in report["escalation_timeline"].items():
+        if points:
+            ax.plot([p[0] for p in points], [p[1] * 100 for p in points], label=name)
+    if report["options"].get("drift"):
+        ax.set_title("Escalation rate over time (input drift from the middle of each stream)")
+    else:
+        ax.set_title("Escalation rate over time")
+    ax.set_xlabel("seconds since the first case")
+    ax.set_ylabel("cases escalated (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    paths.append(out / "escalation_rate.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+HEADERS = ("region", "fleet", "mode", "inferences", "edge / escalated", "accuracy", "bytes vs raw",
+           "latency p50/p95/p99 ms", "spooled / replayed", "quarantined", "DLQ")  # fmt: skip
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for f in report["fleets"]:
+        lat = f["latency_ms"]
+        out.append(
+            (
+                f["region"], f["fleet"], f["mode"], str(f["inferences"]), f"{f['edge_answered']} / {f['escalated']}",
+                "-" if f["accuracy"] is None else f"{f['accuracy'] * 100:.2f}%",
+                "-" if f["bytes_vs_raw"] is None else f"{f['bytes_vs_raw']:.2f}x",
+                f"{lat[50]:.0f} / {lat[95]:.0f} / {lat[99]:.0f}", f"{f['spooled']} / {f['replayed']}",
+                str(f["quarantined"]), str(f["dlq"]),
+            )
+        )  # fmt: skip
+    return out
+
+
+def books_line(report: dict[str, Any]) -> str:
+    b = report["books"]
+    equation = (
+        f"published {b['published']} = aggregated {b['aggregated']} + quarantined {b['quarantined']} "
+        f"+ in DLQ {b['in_dlq']}"
+    )
+    if b["balanced"]:
+        return f"Books balance: {equation}."
+    return f"Books do NOT balance: {equation} leaves {b['difference']} case(s) unaccounted for."
+
+
+def markdown(report: dict[str, Any], plots: list[str]) -> str:
+    lines = [
+        "# domicile simulate: report",
+        "",
+        f"{report['seconds']:.1f} s, {report['throughput_per_s']:.0f} inferences/s aggregated"
+        + (" (interrupted: partial report)" if report["interrupted"] else "")
+        + ("" if report["drained"] else " (the pipeline had not drained when the run ended)"),
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
+    b = report["books"]
+    lines += [
+        "",
+        books_line(report),
+        "",
+        f"Duplicates suppressed by the aggregate function: {report['duplicates_suppressed']}. "
+        f"Injected residency violations: {b['injected_violations']}, quarantined: {b['injected_quarantined']}.",
+        "",
+    ]
+    lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def print_summary(report: dict[str, Any], paths: list[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 150))
+    table = Table(title="domicile simulate", title_justify="left")
+    for header in HEADERS:
+        table.add_column(header, justify="left" if header in ("region", "fleet", "mode") else "right")
+    for row in rows(report):
+        table.add_row(*row)
+    console.print(table)
+    console.print(books_line(report))
+    console.print(
+        f"{report['throughput_per_s']:.0f} inferences/s aggregated over {report['seconds']:.1f} s; "
+        f"duplicates suppressed: {report['duplicates_suppressed']}; "
+        f"injected violations quarantined: {report['books']['injected_quarantined']}"
+        f"/{report['books']['injected_violations']}"
+    )
+    console.print("report: " + ", ".join(str(p) for p in paths))

@@ -1,0 +1,413 @@
+"""The local run: synthesize, stand up moto and the brokers, wire rules and event sources, run devices."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from domicile.errors import ConfigError
+from domicile.sim.assembly import ACCOUNT, Function, StackView, create_resources, functions_of, load_stacks
+from domicile.sim.devices import DeviceRun, build_devices
+from domicile.sim.rules import LocalRule, rules_of, run_rule
+from domicile.sim.services import Services, start_amqtt, start_moto
+from domicile.sim.workers import LambdaWorker
+from domicile.topology import FleetMode, ModelRole, Topology
+
+AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
+
+
+@dataclass
+class SimOptions:
+    records: int = 300  # per device
+    devices: int | None = None  # per fleet (default: the topology's count)
+    rate: float = 60.0  # cases per second per device
+    seed: int = 7
+    mode: FleetMode | None = None
+    drift: bool = False
+    offline: dict[str, float] = field(default_factory=dict)  # fleet -> seconds of cut link
+    inject_violations: int = 0
+    out: Path | None = None
+    brokers: dict[str, str] = field(default_factory=dict)  # region -> mqtt:// URL
+    progress: bool = True
+    drain_timeout_s: float = 90.0
+
+
+@dataclass
+class Completion:
+    at: float
+    label: str
+    source: str
+    escalated: bool
+
+
+@dataclass
+class Ledger:
+    """What reached aggregation, per (device, case); first delivery wins, duplicates are counted."""
+
+    completions: dict[tuple[str, str], Completion] = field(default_factory=dict)
+    duplicate_cases: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, body: str) -> None:
+        try:
+            envelope = json.loads(body)
+            payload = envelope["payload"]
+            device = envelope["device"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return
+        now = time.time()
+        with self.lock:
+            for case_id, label in zip(payload.get("case_ids", []), payload.get("labels", []), strict=False):
+                key = (device, case_id)
+                if key in self.completions:
+                    self.duplicate_cases += 1
+                    continue
+                self.completions[key] = Completion(
+                    now, label, payload.get("source", ""), bool(payload.get("escalated"))
+                )
+
+
+class Simulation:
+    def __init__(self, topology: Topology, options: SimOptions, cdk_out: Path, out: Path) -> None:
+        import boto3
+
+        self.topology = topology
+        self.options = options
+        self.cdk_out = cdk_out
+        self.out = out
+        self.log_dir = out / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.stop_event = threading.Event()
+        self.ledger = Ledger()
+        self.services = Services(aws=start_moto(self.log_dir))
+        self.session = boto3.session.Session(aws_access_key_id="simulation", aws_secret_access_key="simulation")
+        self.stacks: list[StackView] = load_stacks(cdk_out)
+        self.workers: dict[str, LambdaWorker] = {}  # by function ARN
+        self.rule_stats: dict[str, dict[str, float]] = {}
+        self.threads: list[threading.Thread] = []
+        self.busy = 0
+        self.busy_lock = threading.Lock()
+        self.injected = 0
+        self.devices: list[DeviceRun] = []
+
+    # -- AWS clients against moto -------------------------------------------------------------------
+    def client(self, service: str, region: str) -> Any:
+        return self.session.client(service, region_name=region, endpoint_url=self.services.aws.url)  # type: ignore[call-overload]
+
+    def _busy(self, delta: int) -> None:
+        with self.busy_lock:
+            self.busy += delta
+
+    # -- set-up ----------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        regions = sorted({s.region for s in self.stacks})
+        for region in regions:
+            url = self.options.brokers.get(region)
+            if url:
+                from domicile.sim.services import Service
+
+                self.services.brokers[region] = Service(f"broker:{region}", url)
+            else:
+                self.services.brokers[region] = start_amqtt(region, self.log_dir)
+        functions: list[Function] = []
+        for stack in self.stacks:
+            create_resources(stack, _EndpointSession(self))
+            functions += functions_of(stack, self.cdk_out).values()
+        if not functions:
+            raise ConfigError(f"{self.cdk_out}: no function with a bundled asset to run (asset metadata missing?)")
+        for fn in functions:
+            arn = next(s.physical[fn.logical_id]["Arn"] for s in self.stacks if s.name == fn.stack)
+            self.workers[arn] = LambdaWorker(fn, self.services.aws.url, self.log_dir)
+        for worker in self.workers.values():
+            worker.wait_ready()
+        for stack in self.stacks:
+            self._wire_event_sources(stack)
+            self._wire_rules(stack, rules_of(stack))
+
+    def _wire_event_sources(self, stack: StackView) -> None:
+        for resource in stack.resources("AWS::Lambda::EventSourceMapping").values():
+            props = stack.resolve(resource["Properties"])
+            arn = stack.physical.get(resource["Properties"]["FunctionName"]["Ref"], {}).get("Arn", "")
+            worker = self.workers.get(arn)
+            if worker is None:
+                continue
+            queue_url = self._queue_url(props["EventSourceArn"], stack)
+            batch = int(props.get("BatchSize", 10))
+            poller = threading.Thread(
+                target=self._poll, args=(stack, queue_url, props["EventSourceArn"], batch, worker),
+                daemon=True, name=f"esm:{worker.function.key}",
+            )  # fmt: skip
+            poller.start()
+            self.threads.append(poller)
+
+    def _queue_url(self, arn: str, stack: StackView) -> str:
+        name = arn.rsplit(":", 1)[-1]
+        return f"{self.services.aws.url}/{ACCOUNT}/{name}" if not name.startswith("http") else name
+
+    def _poll(self, stack: StackView, queue_url: str, queue_arn: str, batch_size: int, worker: LambdaWorker) -> None:
+        sqs = self.client("sqs", stack.region)
+        is_aggregate = worker.function.handler == AGGREGATE_HANDLER
+        while not self.stop_event.is_set():
+            messages: list[dict[str, Any]] = []
+            while len(messages) < batch_size:
+                got = sqs.receive_message(
+                    QueueUrl=queue_url, MaxNumberOfMessages=min(10, batch_size - len(messages)),
+                    AttributeNames=["All"], MessageAttributeNames=["All"],
+                ).get("Messages", [])  # fmt: skip
+                if not got:
+                    break
+                messages += got
+            if not messages:
+                time.sleep(0.05)
+                continue
+            self._busy(+1)
+            try:
+                records = [_sqs_record(m, queue_arn, stack.region) for m in messages]
+                ok, result = worker.invoke({"Records": records})
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])} if ok else None
+                done = [m for m in messages if failed is not None and m["MessageId"] not in failed]
+                for start in range(0, len(done), 10):
+                    entries = [
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(done[start : start + 10])
+                    ]
+                    sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+                if is_aggregate:
+                    for message in done:
+                        self.ledger.record(message["Body"])
+            finally:
+                self._busy(-1)
+
+    def _wire_rules(self, stack: StackView, rules: list[LocalRule]) -> None:
+        if not rules:
+            return
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from domicile.edge.transport import MqttEndpoint
+
+        work: queue.Queue[tuple[LocalRule, str, bytes]] = queue.Queue()
+        sqs = self.client("sqs", stack.region)
+        invoke_configs = self._invoke_configs(stack)
+
+        def send_sqs(url: str, body: str) -> None:
+            sqs.send_message(QueueUrl=self._queue_url(url.rsplit("/", 1)[-1], stack), MessageBody=body)
+
+        def invoke_async(arn: str, event: Any) -> None:
+            worker = self.workers.get(arn)
+            if worker is None:
+                raise RuntimeError(f"no function {arn}")
+            threading.Thread(target=self._async_invoke, args=(worker, event, invoke_configs.get(arn), sqs, stack),
+                             daemon=True).start()  # fmt: skip
+
+        def dispatch() -> None:
+            while not self.stop_event.is_set():
+                try:
+                    rule, topic, raw = work.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                started = time.perf_counter()
+                try:
+                    outcome = run_rule(rule, topic, raw, send_sqs, invoke_async)
+                except Exception:
+                    outcome = "failed"
+                stats = self.rule_stats.setdefault(rule.name, {"messages": 0, "seconds": 0.0})
+                stats["messages"] += 1
+                stats["seconds"] += time.perf_counter() - started
+                stats[outcome] = stats.get(outcome, 0) + 1
+                self._busy(-1)
+
+        for _ in range(2):
+            thread = threading.Thread(target=dispatch, daemon=True, name=f"rules:{stack.region}")
+            thread.start()
+            self.threads.append(thread)
+
+        endpoint = MqttEndpoint.parse(self.services.brokers[stack.region].url)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"iot-rules-{stack.region}-{uuid.uuid4().hex[:6]}")
+        subscribed = threading.Event()
+
+        def on_connect(c: Any, *_: Any) -> None:
+            for rule in rules:
+                c.subscribe(rule.query.topic_filter, qos=1)
+
+        def on_message(c: Any, userdata: Any, message: Any) -> None:
+            for rule in rules:
+                if mqtt.topic_matches_sub(rule.query.topic_filter, message.topic):
+                    self._busy(+1)
+                    work.put((rule, message.topic, message.payload))
+
+        client.on_connect = on_connect
+        client.on_subscribe = lambda *a, **k: subscribed.set()
+        client.on_message = on_message
+        client.connect(endpoint.host, endpoint.port)
+        client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError(f"the rules runner could not subscribe on {stack.region}'s broker")
+        self._rule_clients = [*getattr(self, "_rule_clients", []), client]
+
+    def _invoke_configs(self, stack: StackView) -> dict[str, dict[str, Any]]:
+        configs = {}
+        for resource in stack.resources("AWS::Lambda::EventInvokeConfig").values():
+            props = stack.resolve(resource["Properties"])
+            arn = f"arn:aws:lambda:{stack.region}:{ACCOUNT}:function:{props['FunctionName']}"
+            configs[arn] = props
+        return configs
+
+    def _async_invoke(self, worker: LambdaWorker, event: Any, config: dict[str, Any] | None, sqs: Any,
+                      stack: StackView) -> None:  # fmt: skip
+        """Lambda's async invoke: retries, then the on-failure destination with the failure record."""
+        self._busy(+1)
+        try:
+            retries = int((config or {}).get("MaximumRetryAttempts", 2))
+            error = ""
+            for _ in range(retries + 1):
+                ok, result = worker.invoke(event)
+                if ok:
+                    return
+                error = str(result)
+            destination = ((config or {}).get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+            if destination:
+                record = {
+                    "version": "1.0", "timestamp": datetime.now(UTC).isoformat(),
+                    "requestContext": {"functionArn": worker.function.name, "condition": "RetriesExhausted",
+                                       "approximateInvokeCount": retries + 1},
+                    "requestPayload": event, "responseContext": {"functionError": "Unhandled"},
+                    "responsePayload": {"errorMessage": error},
+                }  # fmt: skip
+                sqs.send_message(QueueUrl=self._queue_url(destination, stack), MessageBody=json.dumps(record))
+        finally:
+            self._busy(-1)
+
+    # -- the run ---------------------------------------------------------------------------------------
+    def start_devices(self, on_case: Callable[[], None]) -> None:
+        from domicile.datasets import load_digits_splits
+        from domicile.manifest import DEFAULT_MODEL_DIR
+        from domicile.runtime import ModelRuntime
+
+        test = load_digits_splits(self.options.seed).test
+        runtime = ModelRuntime(DEFAULT_MODEL_DIR)
+        model = self.topology.model_for(ModelRole.EDGE).name
+        for fleet in self.topology.fleets.values():
+            count = self.options.devices or fleet.devices
+            self.devices += build_devices(
+                fleet, count, self.options.records, self.services.brokers[fleet.home_region].url, runtime, model,
+                self.options.mode or fleet.mode, test.x, test.y, self.options.seed, self.options.rate,
+                self.options.drift, str(self.out / "spool"),
+            )  # fmt: skip
+        for run in self.devices:
+            offline = self.options.offline.get(run.fleet.name)
+            # the cut starts a third of the way into the stream
+            window = (self.options.records / max(run.rate, 1e-9) / 3, offline) if offline else None
+            thread = threading.Thread(target=run.run, args=(self.stop_event, window, on_case), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def inject_violations(self) -> None:
+        """Messages that claim another jurisdiction, sent on an honest device's topic: all must be quarantined."""
+        if not self.options.inject_violations or not self.devices:
+            return
+        from domicile.edge.transport import MqttTransport
+        from domicile.envelope import EscalateEnvelope, EscalatePayload
+
+        others = {j: self.topology.regions_of(j)[0] for j in self.topology.jurisdictions}
+        for i in range(self.options.inject_violations):
+            victim = self.devices[i % len(self.devices)]
+            foreign = next(j for j in others if j != victim.identity.jurisdiction)
+            envelope = EscalateEnvelope(
+                device=victim.identity.device, fleet=victim.identity.fleet, jurisdiction=foreign,
+                home_region=others[foreign], model=victim.device.model_ref,
+                payload=EscalatePayload(case_id=f"violation-{i}", features=[0] * 64, edge=None),
+            )  # fmt: skip
+            transport = MqttTransport(self.services.brokers[victim.identity.home_region].url, f"intruder-{i}")
+            transport.publish(victim.identity.topic("escalate"), envelope.model_dump_json(exclude_none=True).encode())
+            transport.close()
+            self.injected += 1
+
+    def source_queues_empty(self) -> bool:
+        for stack in self.stacks:
+            sqs = self.client("sqs", stack.region)
+            for lid, resource in stack.resources("AWS::SQS::Queue").items():
+                if "RedrivePolicy" not in resource.get("Properties", {}):
+                    continue  # DLQs are allowed to hold messages
+                attrs = sqs.get_queue_attributes(
+                    QueueUrl=stack.physical[lid]["Ref"],
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                if int(attrs["ApproximateNumberOfMessages"]) or int(attrs["ApproximateNumberOfMessagesNotVisible"]):
+                    return False
+        return True
+
+    def drain(self) -> bool:
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        quiet_since = None
+        while time.monotonic() < deadline:
+            idle = self.busy == 0 and self.source_queues_empty()
+            if idle:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 1.5:
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.25)
+        return False
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for client in getattr(self, "_rule_clients", []):
+            client.disconnect()
+            client.loop_stop()
+        for run in self.devices:
+            run.link.close()
+        for worker in self.workers.values():
+            worker.stop()
+        self.services.stop()
+
+
+class _EndpointSession:
+    """A boto3-session-like object whose clients talk to moto."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
+    def client(self, service: str, region_name: str) -> Any:
+        return self.sim.client(service, region_name)
+
+
+def _sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """A record in the shape Lambda's SQS event source delivers."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def synthesize(topology: Topology, out: Path) -> Path:
+    """The CDK app of this checkout, synthesized into the run's folder (refused if residency fails)."""
+    import sys
+
+    project = str(Path(__file__).resolve().parents[2])
+    if project not in sys.path:
+        sys.path.insert(0, project)  # the app (infra/) lives beside the package, in the checkout
+    from infra.app import build_app, synth_errors
+
+    cdk_out = out / "cdk.out"
+    assembly = build_app(topology, outdir=str(cdk_out)).synth()
+    errors = synth_errors(assembly)
+    if errors:
+        raise ConfigError("synth failed:\n" + "\n".join(errors))
+    return cdk_out
