@@ -96,9 +96,11 @@ def _dead_letters(sim: Simulation) -> tuple[int, list[tuple[str, str]]]:
 def _raw_offload_bytes(run: Any) -> int:
     """What the same cases would cost as raw offload: one escalate envelope each, raw features."""
     from domicile.edge.device import compact_features
+    from domicile.sim.devices import drift
 
     total = 0
-    for i, row in enumerate(run.x[: len(run.started)]):
+    for i, original in enumerate(run.x[: len(run.started)]):
+        row = drift(original) if run.drift_from is not None and i >= run.drift_from else original
         envelope = EscalateEnvelope(
             device=run.identity.device, fleet=run.identity.fleet, jurisdiction=run.identity.jurisdiction,
             home_region=run.identity.home_region, model=run.device.model_ref,

@@ -87,9 +87,11 @@ class Simulation:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stop_event = threading.Event()
         self.ledger = Ledger()
-        self.services = Services(aws=start_moto(self.log_dir))
         self.session = boto3.session.Session(aws_access_key_id="simulation", aws_secret_access_key="simulation")
         self.stacks: list[StackView] = load_stacks(cdk_out)
+        self.services = Services()
+        for region in sorted({s.region for s in self.stacks}):
+            self.services.aws[region] = start_moto(region, self.log_dir)
         self.workers: dict[str, LambdaWorker] = {}  # by function ARN
         self.rule_stats: dict[str, dict[str, float]] = {}
         self.threads: list[threading.Thread] = []
@@ -100,7 +102,8 @@ class Simulation:
 
     # -- AWS clients against moto -------------------------------------------------------------------
     def client(self, service: str, region: str) -> Any:
-        return self.session.client(service, region_name=region, endpoint_url=self.services.aws.url)  # type: ignore[call-overload]
+        endpoint = self.services.aws[region].url
+        return self.session.client(service, region_name=region, endpoint_url=endpoint)  # type: ignore[call-overload]
 
     def _busy(self, delta: int) -> None:
         with self.busy_lock:
@@ -125,7 +128,7 @@ class Simulation:
             raise ConfigError(f"{self.cdk_out}: no function with a bundled asset to run (asset metadata missing?)")
         for fn in functions:
             arn = next(s.physical[fn.logical_id]["Arn"] for s in self.stacks if s.name == fn.stack)
-            self.workers[arn] = LambdaWorker(fn, self.services.aws.url, self.log_dir)
+            self.workers[arn] = LambdaWorker(fn, self.services.aws[fn.region].url, self.log_dir)
         for worker in self.workers.values():
             worker.wait_ready()
         for stack in self.stacks:
@@ -150,7 +153,7 @@ class Simulation:
 
     def _queue_url(self, arn: str, stack: StackView) -> str:
         name = arn.rsplit(":", 1)[-1]
-        return f"{self.services.aws.url}/{ACCOUNT}/{name}" if not name.startswith("http") else name
+        return f"{self.services.aws[stack.region].url}/{ACCOUNT}/{name}" if not name.startswith("http") else name
 
     def _poll(self, stack: StackView, queue_url: str, queue_arn: str, batch_size: int, worker: LambdaWorker) -> None:
         sqs = self.client("sqs", stack.region)

@@ -53,25 +53,26 @@ class Service:
 
 @dataclass
 class Services:
-    aws: Service
+    """One moto server per region (as each region has its own endpoints; it also spreads the load)."""
+
+    aws: dict[str, Service] = field(default_factory=dict)
     brokers: dict[str, Service] = field(default_factory=dict)
 
     def stop(self) -> None:
-        for broker in self.brokers.values():
-            broker.stop()
-        self.aws.stop()
+        for service in [*self.brokers.values(), *self.aws.values()]:
+            service.stop()
 
 
-def start_moto(log_dir: Path) -> Service:
+def start_moto(region: str, log_dir: Path) -> Service:
     port = free_port()
-    log = log_dir / "moto.log"
+    log = log_dir / f"moto-{region}.log"
     process = subprocess.Popen(
         [_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     _wait_listening(port, "moto server")
-    return Service("moto", f"http://127.0.0.1:{port}", process, log)
+    return Service(f"moto:{region}", f"http://127.0.0.1:{port}", process, log)
 
 
 def start_amqtt(region: str, log_dir: Path) -> Service:
