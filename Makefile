@@ -33,8 +33,10 @@ synth: setup
 	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 	set -o pipefail; $(BIN)/domicile residency report | tail -n 1
 
+# The sample events through the handlers, then the main job: the whole synthesized app run locally.
 demo: setup models synth
 	$(BIN)/domicile demo
+	$(BIN)/domicile simulate $(SIMULATE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/mypy domicile functions infra edge_components benchmarks events tests
 
 test: setup lint
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: setup
 	$(PY) benchmarks/run.py

@@ -306,12 +306,16 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     from benchmarks.edge import report
 
     lines += report(results["edge_modes"], results["aggregate"])
+    from benchmarks.simulate import report_lines
+
+    lines += report_lines(results["simulate"])
     lines += ["The raw JSON of this run is in `benchmarks/results.json`.", ""]
     path.write_text("\n".join(lines))
 
 
 def main() -> None:
     from benchmarks.edge import bench_aggregate, bench_modes
+    from benchmarks.simulate import bench_simulate
 
     os.environ.update(LAMBDA_ENV)
     os.environ.update(AGGREGATES_TABLE="domicile-aggregates", IDEMPOTENCY_TABLE="domicile-idempotency",
@@ -329,6 +333,7 @@ def main() -> None:
         "asset": bench_asset(),
         "edge_modes": bench_modes(),
         "aggregate": bench_aggregate(),
+        "simulate": bench_simulate(),
     }
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, ROOT / "BENCHMARKS.md")

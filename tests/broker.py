@@ -29,6 +29,7 @@ class Broker:
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    persistent: bool = False  # keep sessions and queued messages across a restart (mosquitto only)
 
     @property
     def url(self) -> str:
@@ -37,7 +38,12 @@ class Broker:
     def start(self) -> None:
         if KIND == "mosquitto":
             config = self.workdir / "mosquitto.conf"
-            config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            persistence = (
+                f"persistence true\npersistence_location {self.workdir}/\n"
+                if self.persistent
+                else "persistence false\n"
+            )
+            config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}")
             command = [str(MOSQUITTO), "-c", str(config)]
         else:
             config = self.workdir / "amqtt.yaml"

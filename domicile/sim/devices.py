@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,7 +54,7 @@ class DeviceRun:
     done: bool = False
     error: str | None = None
 
-    def run(self, stop: threading.Event, offline: tuple[float, float] | None, on_case: Callable[[], None]) -> None:
+    def run(self, stop: threading.Event, offline: tuple[float, float] | None) -> None:
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
         begin = time.monotonic()
         try:
@@ -71,7 +70,6 @@ class DeviceRun:
                 (decision,) = self.device.infer([case_id], features[None, :])
                 self.decisions.append((time.time(), bool(decision["escalated"])))
                 self.device.tick()
-                on_case()
                 if interval:
                     time.sleep(max(0.0, begin + (i + 1) * interval - time.monotonic()))
             self.device.close()

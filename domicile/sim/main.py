@@ -16,7 +16,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def simulate(topology: Topology, options: SimOptions) -> dict[str, Any]:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console()
     out = options.out or PROJECT_ROOT / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -24,6 +23,15 @@ def simulate(topology: Topology, options: SimOptions) -> dict[str, Any]:
     with console.status("synthesizing the CDK app"):
         cdk_out = synthesize(topology, out)
     sim = Simulation(topology, options, cdk_out, out)
+    try:
+        return _run(sim, topology, options, console)
+    finally:
+        sim.stop()  # moto, the brokers and the workers go, whatever happened
+
+
+def _run(sim: Simulation, topology: Topology, options: SimOptions, console: Any) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     interrupted = False
     drained = False
     started = time.monotonic()
@@ -33,35 +41,26 @@ def simulate(topology: Topology, options: SimOptions) -> dict[str, Any]:
         started = time.monotonic()
         columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, disable=not options.progress) as progress:
-            tasks = {}
-            for fleet in topology.fleets.values():
-                total = (options.devices or fleet.devices) * options.records
-                tasks[fleet.name] = progress.add_task(fleet.name, total=total)
+            tasks = {
+                fleet.name: progress.add_task(fleet.name, total=(options.devices or fleet.devices) * options.records)
+                for fleet in topology.fleets.values()
+            }
 
-            def advance() -> None:
-                return None
+            def show(counts: dict[str, int]) -> None:
+                for name, done in counts.items():
+                    progress.update(tasks[name], completed=done)
 
-            sim.start_devices(advance)
-            sim.inject_violations()
-            while not all(run.done for run in sim.devices):
-                for name, task in tasks.items():
-                    done = sum(len(r.started) for r in sim.devices if r.fleet.name == name)
-                    progress.update(task, completed=done)
-                time.sleep(0.2)
-            for name, task in tasks.items():
-                progress.update(task, completed=sum(len(r.started) for r in sim.devices if r.fleet.name == name))
-        with console.status("draining the pipeline"):
-            drained = sim.drain()
+            drained = sim.run(show)
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: stopping the devices and writing a partial report[/yellow]")
-        sim.stop_event.set()
-        drained = sim.drain() if sim.workers else False
+        sim.devices_stop.set()
+        try:
+            drained = sim.drain() if sim.workers else False
+        except KeyboardInterrupt:  # a second Ctrl-C: report what is there now
+            drained = False
     seconds = time.monotonic() - started
-    try:
-        report = build_report(sim, seconds, drained, interrupted)
-        paths = write_report(report, out, sim)
-        print_summary(report, paths)
-    finally:
-        sim.stop()
+    report = build_report(sim, seconds, drained, interrupted)
+    paths = write_report(report, sim.out, sim)
+    print_summary(report, paths)
     return report

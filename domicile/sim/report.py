@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +39,33 @@ def _cases_in(envelope: Any) -> list[tuple[str, str]]:
     return []
 
 
-def _emf_totals(log_dir: Path) -> Counter[str]:
-    totals: Counter[str] = Counter()
+def _log_records(log_dir: Path) -> list[dict[str, Any]]:
+    """The JSON lines the Lambda workers wrote (Powertools logs and EMF blobs)."""
+    records = []
     for log in log_dir.glob("*.log"):
         for line in log.read_text(errors="replace").splitlines():
-            if '"_aws"' not in line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            for name in _EMF_METRICS:
-                values = record.get(name)
-                if values is not None:
-                    totals[name] += int(sum(values) if isinstance(values, list) else values)
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
+
+
+def _emf_totals(records: list[dict[str, Any]]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for record in records:
+        if "_aws" not in record:
+            continue
+        for name in _EMF_METRICS:
+            values = record.get(name)
+            if values is not None:
+                totals[name] += int(sum(values) if isinstance(values, list) else values)
     return totals
+
+
+def _duplicates_by_fleet(records: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(str(r.get("fleet")) for r in records if r.get("message") == "duplicate envelope suppressed")
 
 
 def _quarantined(sim: Simulation) -> list[tuple[str, str]]:
@@ -93,6 +107,18 @@ def _dead_letters(sim: Simulation) -> tuple[int, list[tuple[str, str]]]:
     return messages, cases
 
 
+def _still_on_devices(sim: Simulation) -> list[tuple[str, str]]:
+    """Cases in the devices' spools (a run cut short): not lost, just not sent yet."""
+    cases = []
+    for run in sim.devices:
+        for entry in run.device.forward.spool.pending():
+            try:
+                cases += _cases_in(json.loads(entry.payload))
+            except json.JSONDecodeError:
+                cases.append((run.fleet.name, f"{run.identity.device}/spool-{entry.seq}"))
+    return cases
+
+
 def _raw_offload_bytes(run: Any) -> int:
     """What the same cases would cost as raw offload: one escalate envelope each, raw features."""
     from domicile.edge.device import compact_features
@@ -113,7 +139,9 @@ def _raw_offload_bytes(run: Any) -> int:
 def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bool) -> dict[str, Any]:
     quarantined = _quarantined(sim)
     dlq_messages, dlq_cases = _dead_letters(sim)
-    metrics = _emf_totals(sim.log_dir)
+    logs = _log_records(sim.log_dir)
+    metrics = _emf_totals(logs)
+    duplicates = _duplicates_by_fleet(logs)
     completions = sim.ledger.completions
     fleets: list[dict[str, Any]] = []
     for name in sorted({run.fleet.name for run in sim.devices}):
@@ -142,15 +170,22 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
                 "evicted": sum(r.device.forward.evicted for r in runs),
                 "quarantined": sum(1 for f, _ in quarantined if f == name),
                 "dlq": sum(1 for f, _ in dlq_cases if f == name),
+                "duplicates_suppressed": duplicates.get(name, 0),
                 "device_errors": [r.error for r in runs if r.error],
             }
         )  # fmt: skip
     published = sum(f["inferences"] for f in fleets) + sim.injected
     aggregated = sum(f["aggregated"] for f in fleets)
-    difference = published - aggregated - len(quarantined) - len(dlq_cases)
+    on_devices = _still_on_devices(sim)
+    difference = published - aggregated - len(quarantined) - len(dlq_cases) - len(on_devices)
+    accounted = {c for _, c in quarantined + dlq_cases + on_devices} | {f"{d}/{c}" for d, c in completions}
+    unaccounted = sorted(f"{r.identity.device}/{c}" for r in sim.devices for c in r.started)
+    unaccounted = [c for c in unaccounted if c not in accounted]
     books = {
         "published": published, "aggregated": aggregated, "quarantined": len(quarantined),
-        "in_dlq": len(dlq_cases), "dlq_messages": dlq_messages, "difference": difference, "balanced": difference == 0,
+        "in_dlq": len(dlq_cases), "dlq_messages": dlq_messages,
+        "still_on_devices": len(on_devices), "difference": difference,
+        "balanced": difference == 0 and not unaccounted, "unaccounted_cases": unaccounted[:50],
         "injected_violations": sim.injected,
         "injected_quarantined": sum(1 for _, c in quarantined if "/violation-" in c),
     }  # fmt: skip
@@ -177,18 +212,19 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
 
 
 def _timeline(sim: Simulation) -> dict[str, list[tuple[float, float]]]:
-    """Escalation rate per fleet per second since the start."""
+    """Escalation rate per fleet over time, in about 40 time buckets whatever the run's length."""
     out: dict[str, list[tuple[float, float]]] = {}
-    starts = [t for r in sim.devices for t, _ in r.decisions]
-    if not starts:
+    times = [t for r in sim.devices for t, _ in r.decisions]
+    if not times:
         return out
-    t0 = min(starts)
+    t0 = min(times)
+    width = max((max(times) - t0) / 40, 0.05)
     for name in sorted({r.fleet.name for r in sim.devices}):
         buckets: dict[int, list[bool]] = {}
         for run in (r for r in sim.devices if r.fleet.name == name):
             for t, escalated in run.decisions:
-                buckets.setdefault(int(t - t0), []).append(escalated)
-        out[name] = [(float(s), sum(v) / len(v)) for s, v in sorted(buckets.items())]
+                buckets.setdefault(int((t - t0) / width), []).append(escalated)
+        out[name] = [(round(b * width, 3), sum(v) / len(v)) for b, v in sorted(buckets.items())]
     return out
 
 
@@ -200,69 +236,62 @@ def write_report(report: dict[str, Any], out: Path, sim: Simulation) -> list[Pat
     return paths
 
 
-def _plots(report: dict[str, Any], out: Path, sim: Simulation) -> list[Path]:
+@contextmanager
+def _figure(path: Path, title: str, xlabel: str, ylabel: str) -> Iterator[Any]:
+    """One plot: the axes to draw on, then labels, grid and a PNG at `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
     fig, ax = plt.subplots(figsize=(6, 4))
-    for f in report["fleets"]:
-        if f["accuracy"] is not None and f["bytes_vs_raw"] is not None:
-            ax.scatter(f["bytes_vs_raw"], f["accuracy"] * 100, s=60)
-            ax.annotate(f"{f['fleet']} ({f['mode']})", (f["bytes_vs_raw"], f["accuracy"] * 100), fontsize=8,
-                        xytext=(5, 5), textcoords="offset points")  # fmt: skip
-    ax.set_xlabel("bytes sent / bytes of raw offload")
-    ax.set_ylabel("accuracy against labels (%)")
-    ax.set_title("Accuracy vs bytes sent, per fleet and mode")
-    ax.grid(alpha=0.3)
-    paths.append(out / "accuracy_vs_bytes.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    try:
+        yield ax
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for region in sorted({f["region"] for f in report["fleets"]}):
-        names = {f["fleet"] for f in report["fleets"] if f["region"] == region}
-        started = {
-            (r.identity.device, c): t for r in sim.devices if r.fleet.name in names for c, t in r.started.items()
-        }
-        values = sorted((c.at - started[k]) * 1000 for k, c in sim.ledger.completions.items() if k in started)
-        if values:
-            ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=region)
-    ax.set_xscale("log")
-    ax.set_xlabel("end-to-end latency, device to aggregate written (ms)")
-    ax.set_ylabel("fraction of cases")
-    ax.set_title("End-to-end latency CDF per region")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    paths.append(out / "latency_cdf.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in report["escalation_timeline"].items():
-        if points:
-            ax.plot([p[0] for p in points], [p[1] * 100 for p in points], label=name)
-    if report["options"].get("drift"):
-        ax.set_title("Escalation rate over time (input drift from the middle of each stream)")
-    else:
-        ax.set_title("Escalation rate over time")
-    ax.set_xlabel("seconds since the first case")
-    ax.set_ylabel("cases escalated (%)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    paths.append(out / "escalation_rate.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+def _plots(report: dict[str, Any], out: Path, sim: Simulation) -> list[Path]:
+    paths = [out / "accuracy_vs_bytes.png", out / "latency_cdf.png", out / "escalation_rate.png"]
+    with _figure(paths[0], "Accuracy vs bytes sent, per fleet and mode", "bytes sent / bytes of raw offload",
+                 "accuracy against labels (%)") as ax:  # fmt: skip
+        for f in report["fleets"]:
+            if f["accuracy"] is not None and f["bytes_vs_raw"] is not None:
+                ax.scatter(f["bytes_vs_raw"], f["accuracy"] * 100, s=60)
+                ax.annotate(f"{f['fleet']} ({f['mode']})", (f["bytes_vs_raw"], f["accuracy"] * 100), fontsize=8,
+                            xytext=(5, 5), textcoords="offset points")  # fmt: skip
+
+    with _figure(paths[1], "End-to-end latency CDF per region",
+                 "end-to-end latency, device to aggregate written (ms)", "fraction of cases") as ax:  # fmt: skip
+        for region in sorted({f["region"] for f in report["fleets"]}):
+            names = {f["fleet"] for f in report["fleets"] if f["region"] == region}
+            started = {
+                (r.identity.device, c): t for r in sim.devices if r.fleet.name in names for c, t in r.started.items()
+            }
+            values = sorted((c.at - started[k]) * 1000 for k, c in sim.ledger.completions.items() if k in started)
+            if values:
+                ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=region)
+        ax.set_xscale("log")
+
+    drift = " (drift from mid-stream)" if report["options"].get("drift") else ""
+    with _figure(paths[2], f"Escalation rate over time{drift}", "seconds since the first case",
+                 "cases escalated (%)") as ax:  # fmt: skip
+        for name, points in report["escalation_timeline"].items():
+            if points:
+                ax.plot([p[0] for p in points], [p[1] * 100 for p in points], label=name, marker=".")
     return paths
 
 
-HEADERS = ("region", "fleet", "mode", "inferences", "edge / escalated", "accuracy", "bytes vs raw",
-           "latency p50/p95/p99 ms", "spooled / replayed", "quarantined", "DLQ")  # fmt: skip
+HEADERS = ("region", "fleet", "mode", "cases", "edge/esc/split", "accuracy", "bytes/raw", "p50/p95/p99 ms",
+           "spool/replay", "quar/DLQ/dup")  # fmt: skip
 
 
 def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -271,11 +300,12 @@ def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         lat = f["latency_ms"]
         out.append(
             (
-                f["region"], f["fleet"], f["mode"], str(f["inferences"]), f"{f['edge_answered']} / {f['escalated']}",
+                f["region"], f["fleet"], f["mode"], str(f["inferences"]),
+                f"{f['edge_answered']}/{f['escalated']}/{f['split']}",
                 "-" if f["accuracy"] is None else f"{f['accuracy'] * 100:.2f}%",
                 "-" if f["bytes_vs_raw"] is None else f"{f['bytes_vs_raw']:.2f}x",
-                f"{lat[50]:.0f} / {lat[95]:.0f} / {lat[99]:.0f}", f"{f['spooled']} / {f['replayed']}",
-                str(f["quarantined"]), str(f["dlq"]),
+                f"{lat[50]:.0f}/{lat[95]:.0f}/{lat[99]:.0f}", f"{f['spooled']}/{f['replayed']}",
+                f"{f['quarantined']}/{f['dlq']}/{f['duplicates_suppressed']}",
             )
         )  # fmt: skip
     return out
@@ -286,10 +316,16 @@ def books_line(report: dict[str, Any]) -> str:
     equation = (
         f"published {b['published']} = aggregated {b['aggregated']} + quarantined {b['quarantined']} "
         f"+ in DLQ {b['in_dlq']}"
+        + (f" + still spooled on devices {b['still_on_devices']}" if b["still_on_devices"] else "")
     )
     if b["balanced"]:
         return f"Books balance: {equation}."
-    return f"Books do NOT balance: {equation} leaves {b['difference']} case(s) unaccounted for."
+    named = ", ".join(b["unaccounted_cases"][:10])
+    return (
+        f"Books do NOT balance: {equation} leaves a difference of {b['difference']}"
+        + (f"; never accounted for: {named}" if named else "")
+        + "."
+    )
 
 
 def markdown(report: dict[str, Any], plots: list[str]) -> str:
@@ -318,11 +354,12 @@ def markdown(report: dict[str, Any], plots: list[str]) -> str:
 
 
 def print_summary(report: dict[str, Any], paths: list[Path]) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 150))
-    table = Table(title="domicile simulate", title_justify="left")
+    console = Console(width=max(Console().width, 150))  # a pipe or CI log still gets whole columns
+    table = Table(title="domicile simulate", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
     for header in HEADERS:
         table.add_column(header, justify="left" if header in ("region", "fleet", "mode") else "right")
     for row in rows(report):

@@ -85,7 +85,8 @@ class Simulation:
         self.out = out
         self.log_dir = out / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # the whole pipeline
+        self.devices_stop = threading.Event()  # the devices only (Ctrl-C: stop them, drain the rest)
         self.ledger = Ledger()
         self.session = boto3.session.Session(aws_access_key_id="simulation", aws_secret_access_key="simulation")
         self.stacks: list[StackView] = load_stacks(cdk_out)
@@ -234,7 +235,13 @@ class Simulation:
             self.threads.append(thread)
 
         endpoint = MqttEndpoint.parse(self.services.brokers[stack.region].url)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"iot-rules-{stack.region}-{uuid.uuid4().hex[:6]}")
+        # A persistent session: across a broker restart (with persistence) the messages queued for the
+        # rules engine are still delivered, as IoT Core's rules engine never misses a message.
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"iot-rules-{stack.region}-{uuid.uuid4().hex[:6]}",
+            clean_session=False,
+        )  # fmt: skip
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
         subscribed = threading.Event()
 
         def on_connect(c: Any, *_: Any) -> None:
@@ -290,7 +297,25 @@ class Simulation:
             self._busy(-1)
 
     # -- the run ---------------------------------------------------------------------------------------
-    def start_devices(self, on_case: Callable[[], None]) -> None:
+    def run(self, on_tick: Callable[[dict[str, int]], None] | None = None) -> bool:
+        """Devices and injected violations, then drain; True when the pipeline drained in time."""
+        self.start_devices()
+        self.inject_violations()
+        while not all(run.done for run in self.devices):
+            if on_tick:
+                on_tick(self.cases_started())
+            time.sleep(0.2)
+        if on_tick:
+            on_tick(self.cases_started())
+        return self.drain()
+
+    def cases_started(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.topology.fleets, 0)
+        for run in self.devices:
+            counts[run.fleet.name] += len(run.started)
+        return counts
+
+    def start_devices(self) -> None:
         from domicile.datasets import load_digits_splits
         from domicile.manifest import DEFAULT_MODEL_DIR
         from domicile.runtime import ModelRuntime
@@ -309,7 +334,7 @@ class Simulation:
             offline = self.options.offline.get(run.fleet.name)
             # the cut starts a third of the way into the stream
             window = (self.options.records / max(run.rate, 1e-9) / 3, offline) if offline else None
-            thread = threading.Thread(target=run.run, args=(self.stop_event, window, on_case), daemon=True)
+            thread = threading.Thread(target=run.run, args=(self.devices_stop, window), daemon=True)
             thread.start()
             self.threads.append(thread)
 
@@ -363,6 +388,7 @@ class Simulation:
         return False
 
     def stop(self) -> None:
+        self.devices_stop.set()
         self.stop_event.set()
         for client in getattr(self, "_rule_clients", []):
             client.disconnect()

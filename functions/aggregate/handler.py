@@ -27,6 +27,7 @@ from domicile.envelope import ResultEnvelope, parse_envelope
 from domicile.errors import InputError
 from domicile.residency import Quarantine, ResidencyPolicy
 from domicile.settings import load_aggregate_settings
+from functions.residency_gate import hold_if_foreign
 
 settings = load_aggregate_settings()
 residency = ResidencyPolicy.from_settings(settings.aws_region, settings.jurisdiction, settings.allowed_regions)
@@ -43,7 +44,8 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, bo
 idempotency = IdempotencyConfig(
     event_key_jmespath="message_id", expires_after_seconds=settings.idempotency_ttl_s, raise_on_no_idempotency_key=True
 )
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch where every record is bad is answered like any other: each record named as failed.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class _Executed:
@@ -72,17 +74,16 @@ def record_handler(record: SQSRecord) -> None:
             "failed record", extra={"message_id": record.message_id, "field": err.field, "reason": err.reason}
         )
         raise
-    reason = residency.violation(envelope)
-    if reason:
-        key = quarantine.put(record.body, reason, f"sqs:{record.event_source_arn}", str(envelope.message_id))
-        metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
-        logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
+    if hold_if_foreign(envelope, record.body, f"sqs:{record.event_source_arn}", quarantine, metrics, logger):
         return
     _Executed.flag = False
     outcome = aggregate(envelope=envelope.model_dump(mode="json", exclude_none=True))
     if not _Executed.flag or not outcome["counted"]:
         metrics.add_metric(name="DuplicatesSuppressed", unit=MetricUnit.Count, value=1)
-        logger.info("duplicate envelope suppressed", extra={"envelope_id": str(envelope.message_id)})
+        # A warning: at-least-once delivery makes duplicates normal, but many of them mean retries upstream.
+        logger.warning(
+            "duplicate envelope suppressed", extra={"envelope_id": str(envelope.message_id), "fleet": envelope.fleet}
+        )
         return
     metrics.add_metric(name="EnvelopesAggregated", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ResultsAggregated", unit=MetricUnit.Count, value=outcome["results"])

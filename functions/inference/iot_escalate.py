@@ -20,6 +20,7 @@ from domicile.errors import ConfigError, InputError
 from domicile.residency import Quarantine
 from domicile.sinks import SqsEnvelopeSink
 from functions.inference.shared import logger, metrics, residency, runtime, settings, tracer
+from functions.residency_gate import hold_if_foreign
 
 tracer.patch(["botocore"])
 if not settings.results_queue_url:
@@ -42,12 +43,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
         logger.warning("rejected escalation", extra={"field": err.field, "reason": err.reason})
         raise
-    reason = residency.violation(envelope)
-    if reason:
-        key = quarantine.put(json.dumps(event), reason, "iot:escalate", str(envelope.message_id))
-        metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
-        logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
-        return {"request": str(envelope.message_id), "quarantined": key, "reason": reason}
+    held = hold_if_foreign(envelope, json.dumps(event), "iot:escalate", quarantine, metrics, logger)
+    if held:
+        return {"request": str(envelope.message_id), "quarantined": held[0], "reason": held[1]}
     (answer,) = answer_escalations(runtime, settings.default_model, [envelope])
     if sink.send([(str(envelope.message_id), answer)]):
         raise RuntimeError("the results queue refused the answer; Lambda will retry")

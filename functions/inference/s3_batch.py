@@ -13,6 +13,7 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from domicile.jsonlines import infer_jsonlines
 from functions.inference.shared import logger, metrics, runtime, settings, tracer
@@ -31,7 +32,15 @@ def process_object(bucket: str, key: str) -> dict[str, Any]:
         # Never read our own output: that would loop. The notification filter should prevent it.
         logger.warning("ignored object outside the input prefix", extra={"bucket": bucket, "key": key})
         return {"key": key, "skipped": f"outside {settings.input_prefix}"}
-    head = s3.head_object(Bucket=bucket, Key=key)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("404", "NoSuchKey"):
+            raise  # throttling or access: Lambda's async retry and on-failure destination take it
+        # Deleted between the event and this read: there is nothing to answer, and we say so.
+        logger.warning("object no longer exists", extra={"bucket": bucket, "key": key})
+        metrics.add_metric(name="ObjectsMissing", unit=MetricUnit.Count, value=1)
+        return {"key": key, "skipped": "the object no longer exists"}
     if head["ContentLength"] > settings.max_object_bytes:
         raise ValueError(f"s3://{bucket}/{key} is {head['ContentLength']} bytes, over {settings.max_object_bytes}")
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -21,6 +21,7 @@ from domicile.errors import ConfigError, InputError
 from domicile.residency import Quarantine
 from domicile.sinks import SqsEnvelopeSink
 from functions.inference.shared import logger, metrics, residency, runtime, settings, tracer
+from functions.residency_gate import hold_if_foreign
 
 tracer.patch(["botocore"])
 sqs = boto3.client("sqs", region_name=settings.aws_region)
@@ -28,7 +29,8 @@ if not settings.quarantine_bucket:
     raise ConfigError("environment variable QUARANTINE_BUCKET is not set (needed to keep residency violations)")
 quarantine = Quarantine(boto3.client("s3", region_name=settings.aws_region), settings.quarantine_bucket, residency)
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch where every record is bad is answered like any other: each record named as failed.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 if not settings.results_queue_url:
     raise ConfigError("environment variable RESULTS_QUEUE_URL is not set (needed by the SQS entry point)")
 sink = SqsEnvelopeSink(sqs, settings.results_queue_url)
@@ -55,13 +57,8 @@ def record_handler(record: SQSRecord) -> None:
     except InputError as err:
         _reject(record.message_id, err)
         raise
-    reason = residency.violation(envelope)
-    if reason:
-        # Kept in this region with its reason, never processed: the record succeeds, nothing is lost.
-        key = quarantine.put(record.body, reason, f"sqs:{record.event_source_arn}", str(envelope.message_id))
-        metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
-        logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
-        return
+    if hold_if_foreign(envelope, record.body, f"sqs:{record.event_source_arn}", quarantine, metrics, logger):
+        return  # the record succeeds: kept in this region, never processed
     _batch.record_ids.append(record.message_id)
     _batch.requests.append(envelope)
 
@@ -81,6 +78,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     )
     failed: list[str] = []
+    if not _batch.requests:
+        return response  # every record was bad or quarantined: the response already says which
     matrix, overflowing = stack_rows(_batch.requests)
     if overflowing:
         # Values too large for float32: these records fail alone, like any other bad record.

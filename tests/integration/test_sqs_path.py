@@ -83,15 +83,13 @@ def test_refused_sends_are_reported_as_failures(results_queue, lambda_context, m
     assert good_ids[0] in failed and good_ids[1] not in failed
 
 
-def test_whole_batch_bad_raises_so_sqs_retries_everything(results_queue, lambda_context):
-    import pytest
-    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-
+def test_whole_batch_bad_names_every_record_as_failed(results_queue, lambda_context):
     sqs_batch = _handler()
     event = load_event("sqs-escalations.json")
-    event["Records"] = [event["Records"][1]]
-    with pytest.raises(BatchProcessingError):
-        sqs_batch.handler(event, lambda_context)
+    event["Records"] = [event["Records"][1], event["Records"][1] | {"messageId": "second"}]
+    answer = sqs_batch.handler(event, lambda_context)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]},
+                                            {"itemIdentifier": "second"}]}  # fmt: skip
     assert (
         boto3.client("sqs", region_name=REGION).get_queue_attributes(
             QueueUrl=results_queue, AttributeNames=["ApproximateNumberOfMessages"]

@@ -1,0 +1,26 @@
+"""The run-time residency check every handler makes before it touches an envelope."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from domicile.envelope import Envelope
+from domicile.residency import Quarantine
+
+
+def hold_if_foreign(
+    envelope: Envelope, raw: str, source: str, quarantine: Quarantine, metrics: Metrics, logger: Logger
+) -> tuple[str, str] | None:
+    """(quarantine key, reason) when the envelope belongs to another jurisdiction or region, else None.
+
+    Kept in this region with its reason, counted, never processed: the caller answers it as handled,
+    so nothing is lost and nothing foreign is retried into another region.
+    """
+    reason = quarantine.policy.violation(envelope)
+    if reason is None:
+        return None
+    key = quarantine.put(raw, reason, source, str(envelope.message_id))
+    metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
+    logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
+    return key, reason

@@ -1,0 +1,170 @@
+"""`domicile simulate` end to end, with small counts: the synthesized app run locally must keep its books.
+
+One run takes the faults (a fleet's link cut, the eu broker restarted mid-run, injected residency
+violations); the CLI run checks what a newcomer sees; a Ctrl-C run checks the partial report.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from domicile.sim.runner import SimOptions, Simulation, synthesize
+from domicile.topology import load_topology
+from tests.broker import KIND, Broker
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("simulate")]
+
+FLEET_FIELDS = {
+    "fleet", "region", "jurisdiction", "mode", "devices", "inferences", "edge_answered", "escalated", "split",
+    "aggregated", "accuracy", "bytes_sent", "bytes_raw_offload", "bytes_vs_raw", "latency_ms", "spooled",
+    "replayed", "evicted", "quarantined", "dlq", "duplicates_suppressed", "device_errors",
+}  # fmt: skip
+BOOKS_FIELDS = {
+    "published", "aggregated", "quarantined", "in_dlq", "dlq_messages", "still_on_devices", "difference",
+    "balanced", "unaccounted_cases", "injected_violations", "injected_quarantined",
+}  # fmt: skip
+
+
+def _restart_when_busy(sim: Simulation, broker: Broker, fleet: str, log: list[str]) -> None:
+    """Stop the broker once the fleet has started a few cases, keep it down 1.5 s, bring it back."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if sim.cases_started().get(fleet, 0) >= 8:
+            broker.stop()
+            log.append("stopped")
+            time.sleep(1.5)
+            broker.start()
+            log.append("started")
+            return
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory) -> tuple[dict[str, Any], list[str]]:
+    from domicile.sim.report import build_report
+
+    if KIND != "mosquitto":
+        pytest.skip("a broker restart that keeps sessions needs mosquitto (CI installs it)")
+    topology = load_topology()
+    out = tmp_path_factory.mktemp("faulty-run")
+    broker = Broker(out, persistent=True)
+    broker.start()
+    options = SimOptions(
+        records=48, devices=1, rate=16, offline={"berlin-depot": 1.0}, inject_violations=3,
+        brokers={"eu-central-1": broker.url}, progress=False, out=out,
+    )  # fmt: skip
+    sim = Simulation(topology, options, synthesize(topology, out), out)
+    restarts: list[str] = []
+    try:
+        sim.setup()
+        restarter = threading.Thread(target=_restart_when_busy, args=(sim, broker, "munich-line", restarts))
+        restarter.start()
+        drained = sim.run()
+        restarter.join()
+        return build_report(sim, 1.0, drained, interrupted=False), restarts
+    finally:
+        sim.stop()
+        broker.stop()
+
+
+def test_books_balance_exactly(faulty_run):
+    report, _ = faulty_run
+    books = report["books"]
+    assert report["drained"]
+    assert books["balanced"], books
+    assert books["unaccounted_cases"] == []
+    assert books["published"] == 3 * 48 + 3
+    assert books["aggregated"] == 3 * 48
+    assert books["in_dlq"] == 0 and books["still_on_devices"] == 0
+    assert all(f["aggregated"] == f["inferences"] for f in report["fleets"])
+
+
+def test_a_broker_restart_mid_run_loses_nothing(faulty_run):
+    report, restarts = faulty_run
+    assert restarts == ["stopped", "started"]
+    munich = next(f for f in report["fleets"] if f["fleet"] == "munich-line")
+    assert munich["aggregated"] == munich["inferences"] == 48
+    assert munich["spooled"] > 0  # the link really went down under the device
+    assert munich["replayed"] == munich["spooled"]
+
+
+def test_an_offline_window_is_replayed(faulty_run):
+    report, _ = faulty_run
+    berlin = next(f for f in report["fleets"] if f["fleet"] == "berlin-depot")
+    assert berlin["spooled"] > 0
+    assert berlin["replayed"] == berlin["spooled"]
+    assert berlin["evicted"] == 0
+    assert berlin["aggregated"] == berlin["inferences"]
+
+
+def test_injected_violations_are_quarantined_and_never_aggregated(faulty_run):
+    report, _ = faulty_run
+    books = report["books"]
+    assert books["injected_violations"] == 3
+    assert books["injected_quarantined"] == 3
+    assert books["quarantined"] == 3  # and no honest case was
+    assert report["metrics"]["ResidencyViolation"] == 3
+    # each fleet aggregated exactly its own cases: the violation-* case ids never reached aggregation
+    assert sum(f["aggregated"] for f in report["fleets"]) == books["aggregated"] == 3 * 48
+
+
+def test_the_cli_run_prints_the_summary_and_writes_every_report_file(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "domicile.cli", "simulate", "--records", "16", "--devices", "1", "--drift",
+         "--no-progress", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Books balance: published 48 = aggregated 48 + quarantined 0 + in DLQ 0." in result.stdout
+    for fleet in ("munich-line", "berlin-depot", "virginia-plant"):
+        assert fleet in result.stdout
+    for name in ("report.json", "report.md", "accuracy_vs_bytes.png", "latency_cdf.png", "escalation_rate.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    assert {"seconds", "throughput_per_s", "drained", "interrupted", "options", "fleets", "books", "metrics",
+            "duplicates_suppressed", "stages", "escalation_timeline"} <= set(report)  # fmt: skip
+    assert {f["fleet"] for f in report["fleets"]} == {"munich-line", "berlin-depot", "virginia-plant"}
+    for fleet in report["fleets"]:
+        assert set(fleet) >= FLEET_FIELDS, FLEET_FIELDS - set(fleet)
+        assert set(fleet["latency_ms"]) == {"50", "95", "99"}
+        assert 0.8 <= fleet["accuracy"] <= 1.0
+    assert set(report["books"]) >= BOOKS_FIELDS
+    modes = {f["fleet"]: f for f in report["fleets"]}
+    # raw offload costs what it costs; packing confident results costs far less
+    assert modes["virginia-plant"]["bytes_vs_raw"] == pytest.approx(1.0, abs=0.01)
+    assert modes["berlin-depot"]["bytes_vs_raw"] < 0.5
+    assert set(report["stages"]) == {"rules", "handlers"}
+    assert "Books balance" in (out / "report.md").read_text()
+
+
+def test_ctrl_c_writes_a_partial_report(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "domicile.cli", "simulate", "--records", "400", "--devices", "1", "--rate", "10",
+         "--no-progress", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    spool = out / "spool"
+    deadline = time.monotonic() + 240
+    while not spool.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)  # the spool folder appears when the devices start
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 1, stdout[-2000:] + stderr[-2000:]
+    assert "interrupted: stopping the devices and writing a partial report" in stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] is True
+    assert 0 < report["books"]["published"] < 3 * 400
+    assert report["books"]["balanced"], report["books"]  # what was published is still accounted for
+    assert "(interrupted: partial report)" in (out / "report.md").read_text()
