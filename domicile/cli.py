@@ -18,6 +18,8 @@ EXAMPLES = """examples:
   domicile simulate --records 100 --drift --offline munich-line=3 --inject-violations 5
   domicile residency report               every data flow of cdk.out, allowed or not (exit 1 if not)
   domicile residency report --json        the same as JSON, for a pipeline gate
+  domicile split plan --network 3g --device-factor 100   where to cut the deep model, and why
+  domicile split partition --cut hidden1  write the head (device) and tail (cloud), checked equivalent
 """
 
 
@@ -97,6 +99,53 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if report["books"]["balanced"] and not report["interrupted"] else 1
 
 
+def _split_build(args: argparse.Namespace) -> int:
+    from domicile.split.model import build
+
+    manifest = build(Path(args.out), args.seed)
+    print(f"{manifest.name} {manifest.version}: {manifest.model.size_bytes} bytes, test accuracy "
+          f"{manifest.test_accuracy:.4f}, cuts {', '.join(manifest.cuts)}")  # fmt: skip
+    return 0
+
+
+def _split_partition(args: argparse.Namespace) -> int:
+    from domicile.split.partition import partition
+
+    manifest = partition(args.cut, Path(args.models))
+    for key, part in manifest.parts.items():
+        if key.startswith(f"{args.cut}/"):
+            print(f"{key}: {part.file}, {part.size_bytes} bytes, sha256 {part.sha256[:16]}...")
+    print(f"head then tail equals the whole model on the test split (to 1e-5) at cut {args.cut}")
+    return 0
+
+
+def _split_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from domicile.split.planner import NETWORKS, Network, best_per_cut, choose, options, render
+    from domicile.split.profile import ENCODINGS, measure
+
+    network = NETWORKS[args.network]
+    if args.bandwidth_mbps or args.rtt_ms is not None or args.overhead_ms is not None:
+        network = Network(
+            "custom", args.bandwidth_mbps or network.bandwidth_mbps,
+            network.rtt_ms if args.rtt_ms is None else args.rtt_ms,
+            network.overhead_ms if args.overhead_ms is None else args.overhead_ms,
+        )  # fmt: skip
+        if network.bandwidth_mbps <= 0 or network.rtt_ms < 0 or network.overhead_ms < 0:
+            raise DomicileError("network: bandwidth must be positive, RTT and overhead not negative")
+    encodings = (args.encoding,) if args.encoding else ENCODINGS
+    candidates = options(measure(Path(args.models)), network, args.device_factor, args.cloud_factor, encodings,
+                         args.max_accuracy_loss)  # fmt: skip
+    chosen = choose(candidates)
+    if args.json:
+        print(json.dumps({"network": network.__dict__, "options": [o.to_dict() for o in candidates],
+                          "choice": chosen.to_dict()}, indent=2))  # fmt: skip
+    else:
+        print(render(best_per_cut(candidates), chosen, network, args.device_factor, args.cloud_factor))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from domicile.demo import run_demo
 
@@ -157,6 +206,35 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--topology", help="topology file (default: domicile.toml)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
     sim.set_defaults(run=_simulate)
+
+    from domicile.split.model import CUTS
+    from domicile.split.model import DEFAULT_DIR as SPLIT_DIR
+
+    split = commands.add_parser("split", help="split execution of the deep model").add_subparsers(
+        dest="action", required=True
+    )
+    sbuild = split.add_parser("build", help="train and export the splittable model reproducibly")
+    sbuild.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})")
+    sbuild.add_argument("--out", default=str(SPLIT_DIR), help="output folder (default: models/split/)")
+    sbuild.set_defaults(run=_split_build)
+    spart = split.add_parser("partition", help="cut the model into head and tail at a named tensor")
+    spart.add_argument("--cut", required=True, choices=CUTS, help="the tensor to cut at")
+    spart.add_argument("--models", default=str(SPLIT_DIR), help="model folder (default: models/split/)")
+    spart.set_defaults(run=_split_partition)
+    splan = split.add_parser("plan", help="every cut's latency for a network and device, and the best one")
+    splan.add_argument("--network", choices=["3g", "wifi", "lan"], default="3g", help="a network profile")
+    splan.add_argument("--bandwidth-mbps", type=float, help="override the profile's bandwidth")
+    splan.add_argument("--rtt-ms", type=float, help="override the profile's round-trip time")
+    splan.add_argument("--overhead-ms", type=float, help="override the per-message overhead")
+    splan.add_argument("--device-factor", type=float, default=10.0,
+                       help="the device is this many times slower than this machine (default 10)")  # fmt: skip
+    splan.add_argument("--cloud-factor", type=float, default=1.0, help="the same for the cloud (default 1)")
+    splan.add_argument("--encoding", choices=["float32", "float16", "int8"], help="only this activation encoding")
+    splan.add_argument("--max-accuracy-loss", type=float, default=0.5,
+                       help="accuracy points an encoding may lose on the test split (default 0.5)")  # fmt: skip
+    splan.add_argument("--models", default=str(SPLIT_DIR), help="model folder (default: models/split/)")
+    splan.add_argument("--json", action="store_true", help="every option as JSON")
+    splan.set_defaults(run=_split_plan)
 
     demo = commands.add_parser("demo", help="run the inference handlers on the sample events, offline")
     demo.set_defaults(run=_demo)

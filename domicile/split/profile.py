@@ -1,0 +1,113 @@
+"""What the planner needs, measured here: each segment's latency, and each encoding's bytes and accuracy cost."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import time
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from domicile.envelope import ModelRef, SplitEnvelope, SplitPayload
+from domicile.split.model import CUTS, DEFAULT_DIR, INPUT, load_split_manifest, upscale
+from domicile.split.partition import Parts, split_at
+
+ENCODINGS = ("float32", "float16", "int8")
+
+
+def encode(activation: np.ndarray, encoding: str) -> tuple[bytes, float | None]:
+    """The activation as sent: raw little-endian bytes, plus the scale for int8 (symmetric, per tensor)."""
+    if encoding == "float32":
+        return activation.astype("<f4").tobytes(), None
+    if encoding == "float16":
+        return activation.astype("<f2").tobytes(), None
+    scale = float(np.max(np.abs(activation))) / 127 or 1.0
+    return np.clip(np.rint(activation / scale), -127, 127).astype(np.int8).tobytes(), scale
+
+
+def decode(blob: bytes, encoding: str, shape: tuple[int, ...], scale: float | None) -> np.ndarray:
+    if encoding == "int8":
+        return (np.frombuffer(blob, np.int8).astype(np.float32) * (scale or 1.0)).reshape(shape)
+    dtype = "<f4" if encoding == "float32" else "<f2"
+    return np.frombuffer(blob, dtype).astype(np.float32).reshape(shape)
+
+
+def envelope_bytes(width: int, encoding: str) -> int:
+    """Size of the split envelope that carries one case's activation (what IoT Core meters and limits)."""
+    blob, scale = encode(np.ones((1, width), np.float32), encoding)
+    envelope = SplitEnvelope(
+        device="munich-line-0", fleet="munich-line", jurisdiction="eu", home_region="eu-central-1",
+        model=ModelRef(name="digits-deep", version="1.0.0", sha256="0" * 64),
+        payload=SplitPayload(case_id="munich-line-0-12345", tensor="hidden1", shape=[1, width], dtype=encoding,
+                             data_b64=base64.b64encode(blob).decode(), scale=scale),
+    )  # fmt: skip
+    return len(envelope.model_dump_json(exclude_none=True))
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """Measured on this machine. Segment i runs from cut i to cut i+1; the label step follows the last cut."""
+
+    cuts: tuple[str, ...]
+    segment_ms: tuple[float, ...]  # len(cuts) - 1
+    label_ms: float
+    widths: tuple[int, ...]
+    accuracy: float  # of the whole model on the test split
+    accuracy_loss_pts: dict[tuple[str, str], float]  # (cut, encoding) -> points lost against the whole model
+
+
+def _median_ms(session_run: object, feeds: dict[str, np.ndarray], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        session_run(None, feeds)  # type: ignore[operator]
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def measure(model_dir: Path = DEFAULT_DIR, repeat: int = 200) -> ModelProfile:
+    """Time every segment on one case (as a device runs it), and every encoding's accuracy on the test split."""
+    import onnx.utils
+    import onnxruntime as ort
+
+    from domicile.datasets import load_digits_splits
+    from domicile.runtime import verified_model_bytes
+
+    manifest = load_split_manifest(model_dir)
+    whole = verified_model_bytes(model_dir / manifest.model.file, manifest.model.sha256)
+    test = load_digits_splits(manifest.seed).test
+    pixels = upscale(test.x)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    extractor = onnx.utils.Extractor(onnx.load_from_string(whole))
+    segment_ms = []
+    sample = pixels[:1]
+    for start, end in pairwise(CUTS):
+        segment = extractor.extract_model([start], [end]).SerializeToString()
+        session = ort.InferenceSession(segment, options, providers=["CPUExecutionProvider"])
+        head = Parts(*split_at(whole, start)).activation(sample) if start != INPUT else sample
+        _median_ms(session.run, {start: head}, 20)  # warm-up
+        segment_ms.append(_median_ms(session.run, {start: head}, repeat))
+    last = extractor.extract_model([CUTS[-1]], ["label"]).SerializeToString()
+    session = ort.InferenceSession(last, options, providers=["CPUExecutionProvider"])
+    probabilities = Parts(*split_at(whole, CUTS[-1])).activation(sample)
+    label_ms = _median_ms(session.run, {CUTS[-1]: probabilities}, repeat)
+
+    losses: dict[tuple[str, str], float] = {}
+    whole_accuracy = float("nan")
+    for cut in CUTS:
+        parts = Parts(*split_at(whole, cut))
+        activation = parts.activation(pixels)
+        for encoding in ENCODINGS:
+            blob, scale = encode(activation, encoding)
+            labels = parts.finish(decode(blob, encoding, activation.shape, scale))["label"]
+            accuracy = float(np.mean(labels == test.y))
+            if cut == INPUT and encoding == "float32":
+                whole_accuracy = accuracy  # float32 of the input is exactly the whole model
+            losses[(cut, encoding)] = accuracy
+    losses = {k: round((whole_accuracy - v) * 100, 3) for k, v in losses.items()}
+    return ModelProfile(CUTS, tuple(segment_ms), label_ms, tuple(manifest.cut_widths[c] for c in CUTS),
+                        whole_accuracy, losses)  # fmt: skip
