@@ -58,40 +58,35 @@ def http_event(method: str, path: str, body: dict[str, Any] | None, function_url
     return event
 
 
-def escalation(device: str, case: str, features: list[float], edge: dict[str, Any] | None, sha: str) -> dict[str, Any]:
+def _envelope(kind: str, device: str, key: str, sha: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A munich-line envelope with a stable message id (so rebuilt events are byte-identical)."""
     return {
         "schema_version": 1,
-        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{device}/{case}")),
+        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
         "device": device,
         "fleet": "munich-line",
         "jurisdiction": "eu",
         "home_region": REGION,
         "model": {"name": "digits-edge", "version": "1.0.0", "sha256": sha},
         "produced_at": "2026-11-24T10:00:00Z",
-        "kind": "escalate",
-        "payload": {"case_id": case, "features": features, "edge": edge},
+        "kind": kind,
+        "payload": payload,
     }
+
+
+def escalation(device: str, case: str, features: list[float], edge: dict[str, Any] | None, sha: str) -> dict[str, Any]:
+    return _envelope("escalate", device, f"{device}/{case}", sha, {"case_id": case, "features": features, "edge": edge})
 
 
 def result_envelope(device: str, results: list[tuple[str, str, float]], sha: str, n: int) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"result-{device}-{n}")),
-        "device": device,
-        "fleet": "munich-line",
-        "jurisdiction": "eu",
-        "home_region": REGION,
-        "model": {"name": "digits-edge", "version": "1.0.0", "sha256": sha},
-        "produced_at": "2026-11-24T10:00:00Z",
-        "kind": "result",
-        "payload": {
-            "source": "edge",
-            "case_ids": [c for c, _, _ in results],
-            "labels": [label for _, label, _ in results],
-            "confidence": [conf for _, _, conf in results],
-            "latency_ms": [0.05 for _ in results],
-        },
+    payload = {
+        "source": "edge",
+        "case_ids": [c for c, _, _ in results],
+        "labels": [label for _, label, _ in results],
+        "confidence": [conf for _, _, conf in results],
+        "latency_ms": [0.05 for _ in results],
     }
+    return _envelope("result", device, f"result-{device}-{n}", sha, payload)
 
 
 def main() -> None:

@@ -99,7 +99,8 @@ class EdgeDevice:
             payload=ResultPayload.from_results(results),
         )
 
-    def _escalation(self, case_id: str, row: np.ndarray, guess: EdgeGuess | None) -> EscalateEnvelope:
+    def escalation_envelope(self, case_id: str, row: np.ndarray, guess: EdgeGuess | None) -> EscalateEnvelope:
+        """One case sent up as it is: raw features, and the edge model's guess in hybrid mode."""
         return EscalateEnvelope(
             device=self.identity.device,
             fleet=self.identity.fleet,
@@ -126,7 +127,8 @@ class EdgeDevice:
             if self.mode is FleetMode.CLOUD_ONLY:
                 for case_id, row in zip(case_ids, matrix, strict=True):
                     self._send(
-                        "escalate", self._escalation(case_id, row, None).model_dump_json(exclude_none=True).encode()
+                        "escalate",
+                        self.escalation_envelope(case_id, row, None).model_dump_json(exclude_none=True).encode(),
                     )
                     decisions.append({"case_id": case_id, "escalated": True})
                 self.stats.escalated += len(matrix)
@@ -139,7 +141,9 @@ class EdgeDevice:
                 answer = predictions.row(i)
                 if self.mode is FleetMode.HYBRID and confidence[i] < self.threshold:
                     guess = EdgeGuess(label=answer["label"], confidence=answer["confidence"])
-                    blob = self._escalation(case_id, matrix[i], guess).model_dump_json(exclude_none=True).encode()
+                    blob = (
+                        self.escalation_envelope(case_id, matrix[i], guess).model_dump_json(exclude_none=True).encode()
+                    )
                     self._send("escalate", blob)  # one case, at once: the cloud answer should not wait
                     self.stats.escalated += 1
                     decisions.append({"case_id": case_id, "escalated": True, **answer})

@@ -54,16 +54,21 @@ class DeviceRun:
     done: bool = False
     error: str | None = None
 
+    def features(self, i: int) -> np.ndarray:
+        """Case i of this device's stream, faded from the middle on when the run drifts."""
+        row = self.x[i]
+        return drift(row) if self.drift_from is not None and i >= self.drift_from else row
+
     def run(self, stop: threading.Event, offline: tuple[float, float] | None) -> None:
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
         begin = time.monotonic()
         try:
-            for i, row in enumerate(self.x):
+            for i in range(len(self.x)):
                 if stop.is_set():
                     break
                 if offline and not self.link.offline_until and time.monotonic() - begin >= offline[0]:
                     self.link.offline_until = time.monotonic() + offline[1]
-                features = drift(row) if self.drift_from is not None and i >= self.drift_from else row
+                features = self.features(i)
                 case_id = f"{self.identity.device}-{i}"
                 self.labels[case_id] = int(self.y[i])
                 self.started[case_id] = time.time()

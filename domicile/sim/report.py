@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from domicile.envelope import EscalateEnvelope, EscalatePayload
 from domicile.sim.runner import Simulation
 
 _EMF_METRICS = ("DuplicatesSuppressed", "ResidencyViolation", "BadInput", "EnvelopesAggregated", "Escalations")
@@ -120,18 +119,10 @@ def _still_on_devices(sim: Simulation) -> list[tuple[str, str]]:
 
 
 def _raw_offload_bytes(run: Any) -> int:
-    """What the same cases would cost as raw offload: one escalate envelope each, raw features."""
-    from domicile.edge.device import compact_features
-    from domicile.sim.devices import drift
-
+    """What the same cases would cost as raw offload: the device's own escalate envelope for each."""
     total = 0
-    for i, original in enumerate(run.x[: len(run.started)]):
-        row = drift(original) if run.drift_from is not None and i >= run.drift_from else original
-        envelope = EscalateEnvelope(
-            device=run.identity.device, fleet=run.identity.fleet, jurisdiction=run.identity.jurisdiction,
-            home_region=run.identity.home_region, model=run.device.model_ref,
-            payload=EscalatePayload(case_id=f"{run.identity.device}-{i}", features=compact_features(row)),
-        )  # fmt: skip
+    for i in range(len(run.started)):
+        envelope = run.device.escalation_envelope(f"{run.identity.device}-{i}", run.features(i), None)
         total += len(envelope.model_dump_json(exclude_none=True))
     return total
 

@@ -95,6 +95,7 @@ class Simulation:
             self.services.aws[region] = start_moto(region, self.log_dir)
         self.workers: dict[str, LambdaWorker] = {}  # by function ARN
         self.rule_stats: dict[str, dict[str, float]] = {}
+        self.rule_clients: list[Any] = []  # the rules runner's MQTT clients, one per region
         self.threads: list[threading.Thread] = []
         self.busy = 0
         self.busy_lock = threading.Lock()
@@ -261,7 +262,7 @@ class Simulation:
         client.loop_start()
         if not subscribed.wait(10):
             raise RuntimeError(f"the rules runner could not subscribe on {stack.region}'s broker")
-        self._rule_clients = [*getattr(self, "_rule_clients", []), client]
+        self.rule_clients.append(client)
 
     def _invoke_configs(self, stack: StackView) -> dict[str, dict[str, Any]]:
         configs = {}
@@ -390,7 +391,7 @@ class Simulation:
     def stop(self) -> None:
         self.devices_stop.set()
         self.stop_event.set()
-        for client in getattr(self, "_rule_clients", []):
+        for client in self.rule_clients:
             client.disconnect()
             client.loop_stop()
         for run in self.devices:
