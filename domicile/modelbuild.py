@@ -87,8 +87,11 @@ def choose_threshold(
 
 
 def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, out_dir: Path) -> ModelEntry:
+    from threadpoolctl import threadpool_limits
+
     estimator = recipe.estimator(splits.seed)
-    estimator.fit(splits.train.x, splits.train.y)
+    with threadpool_limits(1):  # BLAS sums in thread-count-dependent order: one thread, the same bytes anywhere
+        estimator.fit(splits.train.x, splits.train.y)
     blob = _to_onnx_bytes(estimator, recipe.name)
     file_name = f"{recipe.name}-{recipe.version}.onnx"
     (out_dir / file_name).write_bytes(blob)

@@ -49,6 +49,8 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
         assert second.models[name].sha256 == entry.sha256
         assert other.models[name].sha256 != entry.sha256
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+    # ... and the committed models are what this seed builds (one BLAS thread: any machine, the same bytes).
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (MODELS / "manifest.json").read_bytes()
 
 
 def test_splits_are_disjoint_and_stratified():
