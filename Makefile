@@ -26,7 +26,7 @@ $(CDK):
 models: $(STAMP)
 	$(BIN)/domicile models build
 	$(BIN)/domicile split build
-	$(BIN)/domicile split partition --cut hidden1
+	$(BIN)/domicile split partition
 
 # The CDK CLI prints cdk-nag and residency errors and fails on them; cfn-lint then checks every
 # template, and the residency report gates on any data flow leaving its jurisdiction.

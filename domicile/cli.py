@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   domicile residency report --json        the same as JSON, for a pipeline gate
   domicile split plan --network 3g --device-factor 100   where to cut the deep model, and why
   domicile split partition --cut hidden1  write the head (device) and tail (cloud), checked equivalent
+  domicile split partition                the same, at the cut domicile.toml deploys
 """
 
 
@@ -110,20 +111,28 @@ def _split_build(args: argparse.Namespace) -> int:
 
 def _split_partition(args: argparse.Namespace) -> int:
     from domicile.split.partition import partition
+    from domicile.topology import load_topology
 
-    manifest = partition(args.cut, Path(args.models))
+    cut = args.cut
+    if cut is None:  # the cut the topology deploys
+        placement = load_topology(args.topology).split_model()
+        if placement is None or placement.cut is None:
+            raise DomicileError("--cut: not given, and the topology has no split model with a cut")
+        cut = placement.cut
+    manifest = partition(cut, Path(args.models))
     for key, part in manifest.parts.items():
-        if key.startswith(f"{args.cut}/"):
+        if key.startswith(f"{cut}/"):
             print(f"{key}: {part.file}, {part.size_bytes} bytes, sha256 {part.sha256[:16]}...")
-    print(f"head then tail equals the whole model on the test split (to 1e-5) at cut {args.cut}")
+    print(f"head then tail equals the whole model on the test split (to 1e-5) at cut {cut}")
     return 0
 
 
 def _split_plan(args: argparse.Namespace) -> int:
     import json
 
+    from domicile.split.codec import ENCODINGS
     from domicile.split.planner import NETWORKS, Network, best_per_cut, choose, options, render
-    from domicile.split.profile import ENCODINGS, measure
+    from domicile.split.profile import measure
 
     network = NETWORKS[args.network]
     if args.bandwidth_mbps or args.rtt_ms is not None or args.overhead_ms is not None:
@@ -218,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbuild.add_argument("--out", default=str(SPLIT_DIR), help="output folder (default: models/split/)")
     sbuild.set_defaults(run=_split_build)
     spart = split.add_parser("partition", help="cut the model into head and tail at a named tensor")
-    spart.add_argument("--cut", required=True, choices=CUTS, help="the tensor to cut at")
+    spart.add_argument("--cut", choices=CUTS, help="the tensor to cut at (default: the topology's split model cut)")
+    spart.add_argument("--topology", help="topology file (default: domicile.toml)")
     spart.add_argument("--models", default=str(SPLIT_DIR), help="model folder (default: models/split/)")
     spart.set_defaults(run=_split_partition)
     splan = split.add_parser("plan", help="every cut's latency for a network and device, and the best one")

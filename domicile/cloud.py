@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from domicile.envelope import (
@@ -10,6 +12,8 @@ from domicile.envelope import (
     ModelRef,
     ResultEnvelope,
     ResultPayload,
+    Source,
+    SplitEnvelope,
     result_message_id,
 )
 from domicile.errors import InputError
@@ -41,11 +45,7 @@ def stack_rows(requests: list[EscalateEnvelope]) -> tuple[np.ndarray, list[int]]
 def answer_escalations(
     runtime: ModelRuntime, model: str, requests: list[EscalateEnvelope], matrix: np.ndarray | None = None
 ) -> list[ResultEnvelope]:
-    """Run the cloud model once over all requests and wrap each answer in a result envelope.
-
-    The result keeps the request's device, fleet, jurisdiction and home region, and gets a message
-    id derived from the request's, so a redelivered request yields the same result id.
-    """
+    """Run the cloud model once over all requests and wrap each answer in a result envelope."""
     if not requests:
         return []
     entry = runtime.entry(model)
@@ -55,29 +55,26 @@ def answer_escalations(
         raise InputError("matrix", "one feature row is needed per request")
     predictions = runtime.run(entry, matrix)
     ref = ModelRef(name=entry.name, version=entry.version, sha256=entry.sha256)
-    answers = []
-    for i, request in enumerate(requests):
-        answer = predictions.row(i)
-        answers.append(
-            ResultEnvelope(
-                message_id=result_message_id(request.message_id),
-                device=request.device,
-                fleet=request.fleet,
-                jurisdiction=request.jurisdiction,
-                home_region=request.home_region,
-                model=ref,
-                payload=ResultPayload.from_results(
-                    [
-                        CaseResult(
-                            case_id=request.payload.case_id,
-                            label=answer["label"],
-                            confidence=answer["confidence"],
-                            source="cloud",
-                            escalated=request.payload.edge is not None,
-                            request_message_id=request.message_id,
-                        )
-                    ]
-                ),
-            )
-        )
-    return answers
+    return [
+        answer_envelope(request, ref, predictions.row(i), "cloud", escalated=request.payload.edge is not None)
+        for i, request in enumerate(requests)
+    ]
+
+
+def answer_envelope(
+    request: EscalateEnvelope | SplitEnvelope, model: ModelRef, answer: dict[str, Any], source: Source, escalated: bool
+) -> ResultEnvelope:
+    """The cloud's answer to one request, as the result envelope that re-enters aggregation.
+
+    It keeps the request's device, fleet, jurisdiction and home region, and gets a message id derived
+    from the request's, so a redelivered request yields the same result id.
+    """
+    result = CaseResult(
+        case_id=request.payload.case_id, label=answer["label"], confidence=answer["confidence"], source=source,
+        escalated=escalated, request_message_id=request.message_id,
+    )  # fmt: skip
+    return ResultEnvelope(
+        message_id=result_message_id(request.message_id), device=request.device, fleet=request.fleet,
+        jurisdiction=request.jurisdiction, home_region=request.home_region, model=model,
+        payload=ResultPayload.from_results([result]),
+    )  # fmt: skip

@@ -20,6 +20,8 @@ HTTP_HANDLER = "functions.inference.http_api.handler"
 SQS_HANDLER = "functions.inference.sqs_batch.handler"
 S3_HANDLER = "functions.inference.s3_batch.handler"
 ESCALATE_HANDLER = "functions.inference.iot_escalate.handler"
+SPLIT_HANDLER = "functions.inference.split_tail.handler"
+RULE_HANDLERS = {"escalate": ESCALATE_HANDLER, "split": SPLIT_HANDLER}  # envelope kind -> IoT rule's function
 AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
 BUCKET = "domicile-data-eu-central-1"
 
@@ -27,7 +29,7 @@ BUCKET = "domicile-data-eu-central-1"
 def event_kind(event: Any) -> str:
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
         return "http"
-    if isinstance(event, dict) and event.get("kind") == "escalate":
+    if isinstance(event, dict) and event.get("kind") in RULE_HANDLERS:
         return "iot"  # an IoT rule's Lambda action passes the message itself
     records = event.get("Records") if isinstance(event, dict) else None
     if records:
@@ -66,6 +68,9 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
     import boto3
     from moto import mock_aws
 
+    from domicile.topology import load_topology
+
+    split = load_topology().split_model()
     handled = 0
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
@@ -83,6 +88,7 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
             "MODEL_DIR": str(model_dir),
             "DEFAULT_MODEL": "digits-cloud",
             "RESULTS_QUEUE_URL": results_url,
+            "SPLIT_CUT": split.cut if split and split.cut else "",
             "POWERTOOLS_LOG_LEVEL": "ERROR",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -96,9 +102,9 @@ def run_demo(events_dir: Path = EVENTS_DIR, model_dir: Path = DEFAULT_MODEL_DIR)
                     body = json.loads(answer["body"]) if answer.get("body") else None
                     _print(f"{path.name} -> HTTP {answer['statusCode']}", body)
                 elif kind == "iot":
-                    answer = load_handler(ESCALATE_HANDLER, PROJECT_ROOT)(event, LambdaContext())
+                    answer = load_handler(RULE_HANDLERS[event["kind"]], PROJECT_ROOT)(event, LambdaContext())
                     sent = sqs.receive_message(QueueUrl=results_url, MaxNumberOfMessages=10).get("Messages", [])
-                    _print(f"{path.name} -> cloud answer", answer)
+                    _print(f"{path.name} -> cloud answer ({event['kind']} rule)", answer)
                     _print("   result envelope sent to aggregation", [json.loads(m["Body"])["payload"] for m in sent])
                     for message in sent:
                         sqs.delete_message(QueueUrl=results_url, ReceiptHandle=message["ReceiptHandle"])

@@ -130,12 +130,15 @@ class EscalatePayload(_Strict):
     edge: EdgeGuess | None = None  # None when the fleet offloads raw features (cloud-only)
 
 
+Encoding = Literal["float32", "float16", "int8"]  # how a split activation travels
+
+
 class SplitPayload(_Strict):
     case_id: str = Field(pattern=_ID)
-    tensor: str
-    shape: list[int]
-    dtype: Literal["float32", "float16", "int8"]
-    data_b64: str
+    tensor: str = Field(min_length=1, max_length=64)
+    shape: list[int] = Field(min_length=1, max_length=4)
+    dtype: Encoding
+    data_b64: str = Field(max_length=128 * 1024)  # IoT Core's payload limit bounds it anyway
     scale: float | None = None  # int8 quantization scale
 
 

@@ -29,6 +29,7 @@ class InferenceSettings(BaseSettings):
     max_batch_rows: int = Field(default=1024, gt=0)
     max_object_bytes: int = Field(default=64 * 1_048_576, gt=0)
     intra_op_threads: int = Field(default=1, ge=1)
+    split_cut: str | None = None  # split-tail entry point: where the deployed split model is cut
 
 
 class AggregateSettings(BaseSettings):

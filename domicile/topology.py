@@ -11,8 +11,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from domicile.envelope import Encoding
 from domicile.errors import ConfigError
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "domicile.toml"
@@ -40,6 +41,7 @@ class FleetMode(StrEnum):
 class ModelRole(StrEnum):
     EDGE = "edge"
     CLOUD = "cloud"
+    SPLIT = "split"  # the deep model cut in two: head on the devices of split fleets, tail in the cloud
 
 
 Name = Annotated[str, Field(pattern=_NAME)]
@@ -67,6 +69,18 @@ class ModelPlacement(_Strict):
     name: str
     role: ModelRole
     jurisdictions: tuple[str, ...] = Field(min_length=1)
+    # Split models only: the tensor where the graph is cut (`domicile split plan` says which is
+    # fastest for a network) and how the activation travels.
+    cut: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    encoding: Encoding | None = None
+
+    @model_validator(mode="after")
+    def _cut_for_split_only(self) -> ModelPlacement:
+        if self.role is ModelRole.SPLIT and self.cut is None:
+            raise ValueError("cut: a split model needs the tensor to cut at (see `domicile split plan`)")
+        if self.role is not ModelRole.SPLIT and (self.cut is not None or self.encoding is not None):
+            raise ValueError(f"cut: only a split model is cut; this model's role is {self.role.value!r}")
+        return self
 
 
 class Fleet(_Strict):
@@ -98,6 +112,9 @@ class Topology(_Strict):
 
     def fleets_in(self, region: str) -> list[Fleet]:
         return [f for f in self.fleets.values() if f.home_region == region]
+
+    def split_model(self) -> ModelPlacement | None:
+        return next((m for m in self.models.values() if m.role is ModelRole.SPLIT), None)
 
     def model_for(self, role: ModelRole) -> ModelPlacement:
         for model in self.models.values():
@@ -136,9 +153,19 @@ def _cross_check(topo: Topology) -> None:
                 f"{key}.home_region: {fleet.home_region} is outside jurisdiction "
                 f"{fleet.jurisdiction!r} (allowed: {', '.join(allowed)})"
             )
-    for role in ModelRole:
+    for role in (ModelRole.EDGE, ModelRole.CLOUD):
         if sum(m.role is role for m in topo.models.values()) != 1:
             raise ConfigError(f"models: exactly one model must have role {role.value!r}")
+    splits = [m for m in topo.models.values() if m.role is ModelRole.SPLIT]
+    if len(splits) > 1:
+        raise ConfigError("models: at most one model may have role 'split'")
+    for fleet in topo.fleets.values():
+        if fleet.mode is FleetMode.SPLIT and not splits:
+            raise ConfigError(f"fleets.{fleet.name}.mode: split needs a model with role 'split' (and its cut)")
+        if fleet.mode is FleetMode.SPLIT and fleet.jurisdiction not in splits[0].jurisdictions:
+            raise ConfigError(
+                f"fleets.{fleet.name}.mode: model {splits[0].name!r} may not run in jurisdiction {fleet.jurisdiction!r}"
+            )
 
 
 def parse_topology(data: dict[str, Any]) -> Topology:

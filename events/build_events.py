@@ -16,6 +16,9 @@ from typing import Any
 
 from domicile.datasets import load_digits_splits
 from domicile.manifest import load_manifest
+from domicile.split.model import DEFAULT_DIR as SPLIT_DIR
+from domicile.split.runtime import SplitHead
+from domicile.topology import load_topology
 
 HERE = Path(__file__).resolve().parent
 SAM = HERE / "sam"
@@ -58,16 +61,18 @@ def http_event(method: str, path: str, body: dict[str, Any] | None, function_url
     return event
 
 
-def _envelope(kind: str, device: str, key: str, sha: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """A munich-line envelope with a stable message id (so rebuilt events are byte-identical)."""
+def _envelope(
+    kind: str, device: str, key: str, sha: str, payload: dict[str, Any], model: str = "digits-edge"
+) -> dict[str, Any]:
+    """An envelope of the device's fleet with a stable message id (so rebuilt events are byte-identical)."""
     return {
         "schema_version": 1,
         "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
         "device": device,
-        "fleet": "munich-line",
+        "fleet": device.rsplit("-", 1)[0],
         "jurisdiction": "eu",
         "home_region": REGION,
-        "model": {"name": "digits-edge", "version": "1.0.0", "sha256": sha},
+        "model": {"name": model, "version": "1.0.0", "sha256": sha},
         "produced_at": "2026-11-24T10:00:00Z",
         "kind": kind,
         "payload": payload,
@@ -149,6 +154,14 @@ def main() -> None:
         "iot-escalate.json",
         escalation("munich-line-2", "case-3", rows[3], {"label": "8", "confidence": 0.38}, edge.sha256),
     )
+
+    # A split fleet's device: the head's activation at the topology's cut, as the device encodes it.
+    split = load_topology().split_model()
+    if split is not None and split.cut:
+        head = SplitHead(SPLIT_DIR, split.cut, split.encoding or "float32")
+        (payload,) = head.payloads(["case-4"], head.activations([rows[3]]))
+        _write("iot-split.json", _envelope("split", "hamburg-lab-0", "hamburg-lab-0/case-4", head.model_ref.sha256,
+                                           payload.model_dump(exclude_none=True), model=split.name))  # fmt: skip
 
     _write("s3-put.json", _load("s3-put.json"))
     lines = [json.dumps({"id": f"row-{i}", "features": row}) for i, row in enumerate(rows)]

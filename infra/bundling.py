@@ -40,6 +40,8 @@ PRUNE = (
     "bin",
 )
 MODEL_FILES = ("*.onnx", "manifest.json")
+# The split model's tails (and their manifest) serve the split-tail entry point; heads go to devices.
+SPLIT_MODEL_FILES = ("split/*.tail.onnx", "split/manifest.json")
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def asset_hash(spec: PackageSpec, runtime: lambda_.Runtime, architecture: lambda
     for code_dir in spec.code_dirs:
         _hash_files(digest, PROJECT_ROOT / code_dir, ("**/*.py",))
     if spec.include_models:
-        _hash_files(digest, PROJECT_ROOT / "models", MODEL_FILES)
+        _hash_files(digest, PROJECT_ROOT / "models", MODEL_FILES + SPLIT_MODEL_FILES)
     return digest.hexdigest()
 
 
@@ -139,9 +141,11 @@ def build_asset(
     if spec.include_models:
         models_out = output_dir / "models"
         models_out.mkdir(exist_ok=True)
-        for pattern in MODEL_FILES:
+        for pattern in MODEL_FILES + SPLIT_MODEL_FILES:
             for path in (PROJECT_ROOT / "models").glob(pattern):
-                shutil.copy2(path, models_out / path.name)
+                target = models_out / path.relative_to(PROJECT_ROOT / "models")
+                target.parent.mkdir(exist_ok=True)
+                shutil.copy2(path, target)
 
 
 @jsii.implements(ILocalBundling)

@@ -3,7 +3,9 @@
 Modes (from the topology):
 - edge-only: every answer stays on the edge and is packed into result envelopes;
 - cloud-only: no local inference, each case's raw features go up as an escalation;
-- hybrid: answers at or above the model's escalation threshold stay; the rest escalate at once.
+- hybrid: answers at or above the model's escalation threshold stay; the rest escalate at once;
+- split: the device runs the split model's head and sends each case's activation at the cut for
+  the tail in the home region to finish.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from domicile.envelope import (
     ModelRef,
     ResultEnvelope,
     ResultPayload,
+    SplitEnvelope,
+    SplitPayload,
 )
 from domicile.errors import ConfigError
 from domicile.runtime import ModelRuntime
+from domicile.split.runtime import SplitHead
 from domicile.topology import FleetMode
 from domicile.validation import features_matrix
 
@@ -39,6 +44,7 @@ class DeviceStats:
     inferences: int = 0
     kept: int = 0
     escalated: int = 0
+    split: int = 0
     envelopes: int = 0
     bytes_sent: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
@@ -48,6 +54,7 @@ class DeviceStats:
             "inferences": self.inferences,
             "kept": self.kept,
             "escalated": self.escalated,
+            "split": self.split,
             "envelopes": self.envelopes,
             "bytes_sent": self.bytes_sent,
         }
@@ -62,52 +69,65 @@ class EdgeDevice:
     def __init__(
         self,
         identity: DeviceIdentity,
-        runtime: ModelRuntime,
+        runtime: ModelRuntime | None,
         model_name: str,
         mode: FleetMode,
         forward: StoreAndForward,
         *,
+        split: SplitHead | None = None,
         threshold: float | None = None,
         max_envelope_bytes: int = IOT_METERING_UNIT,
         max_delay_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if mode is FleetMode.SPLIT:
-            raise ConfigError(f"fleets.{identity.fleet}.mode: split execution is not available on this device yet")
         self.identity = identity
-        self.runtime = runtime
-        self.entry = runtime.entry(model_name)
         self.mode = mode
         self.forward = forward
-        if threshold is None:
-            threshold = self.entry.escalation.threshold if self.entry.escalation else 0.0
-        self.threshold = threshold
-        self.model_ref = ModelRef(name=self.entry.name, version=self.entry.version, sha256=self.entry.sha256)
+        self.split = split
+        self.threshold = 0.0
+        if mode is FleetMode.SPLIT:
+            if split is None:
+                raise ConfigError(f"fleets.{identity.fleet}.mode: split needs the split model's head on the device")
+            self.model_ref, self.n_features = split.model_ref, split.n_features
+        else:
+            if runtime is None:
+                raise ConfigError(f"fleets.{identity.fleet}.mode: {mode.value} needs the edge model's runtime")
+            self.runtime, self.entry = runtime, runtime.entry(model_name)
+            self.n_features = self.entry.n_features
+            if threshold is None:
+                threshold = self.entry.escalation.threshold if self.entry.escalation else 0.0
+            self.threshold = threshold
+            self.model_ref = ModelRef(name=self.entry.name, version=self.entry.version, sha256=self.entry.sha256)
+            if mode is not FleetMode.CLOUD_ONLY:
+                runtime.session(model_name)  # hash-check and load now: a bad model fails at start, not mid-stream
         self.packer = ResultPacker(self._result_envelope, max_envelope_bytes, max_delay_s, clock)
         self.stats = DeviceStats()
         self._lock = threading.Lock()
-        if mode is not FleetMode.CLOUD_ONLY:
-            runtime.session(model_name)  # hash-check and load now: a bad model fails at start, not mid-stream
+
+    def _header(self) -> dict[str, Any]:
+        """Who sent an envelope and with which model: the same for every kind."""
+        identity = self.identity
+        return {"device": identity.device, "fleet": identity.fleet, "jurisdiction": identity.jurisdiction,
+                "home_region": identity.home_region, "model": self.model_ref}  # fmt: skip
 
     def _result_envelope(self, results: list[CaseResult]) -> ResultEnvelope:
         return ResultEnvelope(
-            device=self.identity.device,
-            fleet=self.identity.fleet,
-            jurisdiction=self.identity.jurisdiction,
-            home_region=self.identity.home_region,
-            model=self.model_ref,
+            **self._header(),
             payload=ResultPayload.from_results(results),
         )
 
     def escalation_envelope(self, case_id: str, row: np.ndarray, guess: EdgeGuess | None) -> EscalateEnvelope:
         """One case sent up as it is: raw features, and the edge model's guess in hybrid mode."""
         return EscalateEnvelope(
-            device=self.identity.device,
-            fleet=self.identity.fleet,
-            jurisdiction=self.identity.jurisdiction,
-            home_region=self.identity.home_region,
-            model=self.model_ref,
+            **self._header(),
             payload=EscalatePayload(case_id=case_id, features=compact_features(row), edge=guess),
+        )
+
+    def _split_envelope(self, payload: SplitPayload) -> SplitEnvelope:
+        """One case's activation at the cut, for the tail in the home region (one case: no waiting)."""
+        return SplitEnvelope(
+            **self._header(),
+            payload=payload,
         )
 
     def _send(self, kind: str, blob: bytes) -> None:
@@ -118,12 +138,19 @@ class EdgeDevice:
 
     def infer(self, case_ids: Sequence[str], features: Any) -> list[dict[str, Any]]:
         """Handle a batch of cases in one model run; returns what was decided for each."""
-        matrix = features_matrix(features, self.entry.n_features, "features")
+        matrix = features_matrix(features, self.n_features, "features")
         if len(case_ids) != len(matrix):
             raise ValueError(f"{len(case_ids)} case ids for {len(matrix)} rows")
         decisions: list[dict[str, Any]] = []
         with self._lock:
             self.stats.inferences += len(matrix)
+            if self.split is not None and self.mode is FleetMode.SPLIT:
+                activations = self.split.activations(matrix)
+                for payload in self.split.payloads(case_ids, activations):
+                    self._send("split", self._split_envelope(payload).model_dump_json(exclude_none=True).encode())
+                    decisions.append({"case_id": payload.case_id, "escalated": False, "split": True})
+                self.stats.split += len(matrix)
+                return decisions
             if self.mode is FleetMode.CLOUD_ONLY:
                 for case_id, row in zip(case_ids, matrix, strict=True):
                     self._send(

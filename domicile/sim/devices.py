@@ -14,6 +14,7 @@ from domicile.edge.spool import Spool
 from domicile.edge.topics import DeviceIdentity
 from domicile.edge.transport import MqttTransport, Transport, TransportUnavailable
 from domicile.runtime import ModelRuntime
+from domicile.split.runtime import SplitHead
 from domicile.topology import Fleet, FleetMode
 
 
@@ -102,6 +103,7 @@ def build_devices(
     rate: float,
     with_drift: bool,
     spool_root: str,
+    split: SplitHead | None = None,
 ) -> list[DeviceRun]:
     runs = []
     for i in range(count):
@@ -112,6 +114,7 @@ def build_devices(
         device = EdgeDevice(
             identity, runtime, model_name, mode,
             StoreAndForward(link, Spool(f"{spool_root}/{identity.device}")),
+            split=split if mode is FleetMode.SPLIT else None,
         )  # fmt: skip
         runs.append(DeviceRun(identity, fleet, device, link, x[order], y[order], rate,
                               records // 2 if with_drift else None))  # fmt: skip

@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from domicile.edge.topics import topic_filter
 from domicile.errors import ConfigError
 from domicile.sim.assembly import ACCOUNT, Function, StackView, create_resources, functions_of, load_stacks
 from domicile.sim.devices import DeviceRun, build_devices
 from domicile.sim.rules import LocalRule, rules_of, run_rule
 from domicile.sim.services import Services, start_amqtt, start_moto
 from domicile.sim.workers import LambdaWorker
+from domicile.split.model import DEFAULT_DIR as SPLIT_DIR
+from domicile.split.runtime import SplitHead
 from domicile.topology import FleetMode, ModelRole, Topology
 
 AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
@@ -324,12 +327,13 @@ class Simulation:
         test = load_digits_splits(self.options.seed).test
         runtime = ModelRuntime(DEFAULT_MODEL_DIR)
         model = self.topology.model_for(ModelRole.EDGE).name
+        head = self._split_head()
         for fleet in self.topology.fleets.values():
             count = self.options.devices or fleet.devices
             self.devices += build_devices(
                 fleet, count, self.options.records, self.services.brokers[fleet.home_region].url, runtime, model,
                 self.options.mode or fleet.mode, test.x, test.y, self.options.seed, self.options.rate,
-                self.options.drift, str(self.out / "spool"),
+                self.options.drift, str(self.out / "spool"), head,
             )  # fmt: skip
         for run in self.devices:
             offline = self.options.offline.get(run.fleet.name)
@@ -338,6 +342,24 @@ class Simulation:
             thread = threading.Thread(target=run.run, args=(self.devices_stop, window), daemon=True)
             thread.start()
             self.threads.append(thread)
+
+    def _split_head(self) -> SplitHead | None:
+        """The head split fleets run (one ORT session shared by the devices), checked against the templates."""
+        split_fleets = [f for f in self.topology.fleets.values() if (self.options.mode or f.mode) is FleetMode.SPLIT]
+        if not split_fleets:
+            return None
+        placement = self.topology.split_model()
+        if placement is None or placement.cut is None:
+            raise ConfigError(f"fleets.{split_fleets[0].name}.mode: split needs a model with role 'split' and a cut")
+        for fleet in split_fleets:
+            stack = next(s for s in self.stacks if s.region == fleet.home_region)
+            split_topic = topic_filter(fleet.jurisdiction, "split")
+            if not any(rule.query.topic_filter == split_topic for rule in rules_of(stack)):
+                raise ConfigError(
+                    f"fleets.{fleet.name}.mode: the synthesized {stack.name} has no rule for {split_topic}; "
+                    "set mode = 'split' in the topology and synthesize again"
+                )
+        return SplitHead(SPLIT_DIR, placement.cut, placement.encoding or "float32")
 
     def inject_violations(self) -> None:
         """Messages that claim another jurisdiction, sent on an honest device's topic: all must be quarantined."""

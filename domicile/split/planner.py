@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate
 from typing import Any
 
+from domicile.envelope import Encoding
 from domicile.errors import ConfigError
-from domicile.split.profile import ENCODINGS, ModelProfile, envelope_bytes
+from domicile.split.codec import ENCODINGS
+from domicile.split.profile import ModelProfile, envelope_bytes
 
 IOT_MAX_PAYLOAD = 128 * 1024
 
@@ -60,9 +62,9 @@ def options(
     network: Network,
     device_factor: float,
     cloud_factor: float = 1.0,
-    encodings: tuple[str, ...] = ENCODINGS,
+    encodings: tuple[Encoding, ...] = ENCODINGS,
     max_accuracy_loss_pts: float = 0.5,
-    sizes: dict[tuple[int, str], int] | None = None,
+    sizes: dict[tuple[int, Encoding], int] | None = None,
 ) -> list[Option]:
     """Every (cut, encoding), with its latency parts; prefix sums make it one pass over the layers."""
     for field, factor in (("device_factor", device_factor), ("cloud_factor", cloud_factor)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import statistics
 import time
 from collections.abc import Callable
@@ -13,38 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from domicile.envelope import ModelRef, SplitEnvelope, SplitPayload
+from domicile.envelope import Encoding, ModelRef, SplitEnvelope
+from domicile.split.codec import ENCODINGS, decode, encode, to_payload
 from domicile.split.model import CUTS, DEFAULT_DIR, INPUT, load_split_manifest, upscale
 from domicile.split.partition import Parts, split_at
 
-ENCODINGS = ("float32", "float16", "int8")
 
-
-def encode(activation: np.ndarray, encoding: str) -> tuple[bytes, float | None]:
-    """The activation as sent: raw little-endian bytes, plus the scale for int8 (symmetric, per tensor)."""
-    if encoding == "float32":
-        return activation.astype("<f4").tobytes(), None
-    if encoding == "float16":
-        return activation.astype("<f2").tobytes(), None
-    scale = float(np.max(np.abs(activation))) / 127 or 1.0
-    return np.clip(np.rint(activation / scale), -127, 127).astype(np.int8).tobytes(), scale
-
-
-def decode(blob: bytes, encoding: str, shape: tuple[int, ...], scale: float | None) -> np.ndarray:
-    if encoding == "int8":
-        return (np.frombuffer(blob, np.int8).astype(np.float32) * (scale or 1.0)).reshape(shape)
-    dtype = "<f4" if encoding == "float32" else "<f2"
-    return np.frombuffer(blob, dtype).astype(np.float32).reshape(shape)
-
-
-def envelope_bytes(width: int, encoding: str) -> int:
+def envelope_bytes(width: int, encoding: Encoding) -> int:
     """Size of the split envelope that carries one case's activation (what IoT Core meters and limits)."""
-    blob, scale = encode(np.ones((1, width), np.float32), encoding)
     envelope = SplitEnvelope(
         device="munich-line-0", fleet="munich-line", jurisdiction="eu", home_region="eu-central-1",
         model=ModelRef(name="digits-deep", version="1.0.0", sha256="0" * 64),
-        payload=SplitPayload(case_id="munich-line-0-12345", tensor="hidden1", shape=[1, width], dtype=encoding,
-                             data_b64=base64.b64encode(blob).decode(), scale=scale),
+        payload=to_payload("munich-line-0-12345", "hidden1", np.ones(width, np.float32), encoding),
     )  # fmt: skip
     return len(envelope.model_dump_json(exclude_none=True))
 
@@ -58,7 +37,7 @@ class ModelProfile:
     label_ms: float
     widths: tuple[int, ...]
     accuracy: float  # of the whole model on the test split
-    accuracy_loss_pts: dict[tuple[str, str], float]  # (cut, encoding) -> points lost against the whole model
+    accuracy_loss_pts: dict[tuple[str, Encoding], float]  # (cut, encoding) -> points lost against the whole model
 
 
 def _median_ms(run: Callable[[None, dict[str, np.ndarray]], Any], feeds: dict[str, np.ndarray], repeat: int) -> float:
@@ -88,7 +67,7 @@ def measure(model_dir: Path = DEFAULT_DIR, repeat: int = 200) -> ModelProfile:
     # every encoding of them costs in accuracy; the timings below reuse those activations.
     parts = {cut: Parts(*split_at(whole, cut)) for cut in CUTS}
     activations = {cut: parts[cut].activation(pixels) for cut in CUTS}
-    losses: dict[tuple[str, str], float] = {}
+    losses: dict[tuple[str, Encoding], float] = {}
     for cut in CUTS:
         for encoding in ENCODINGS:
             blob, scale = encode(activations[cut], encoding)

@@ -8,6 +8,8 @@ from domicile.edge.spool import Spool
 from domicile.edge.topics import DeviceIdentity
 from domicile.edge.transport import Transport
 from domicile.runtime import ModelRuntime
+from domicile.split.runtime import SplitHead
+from domicile.topology import FleetMode
 from edge_components.inference.settings import EdgeSettings
 
 
@@ -19,12 +21,16 @@ def build_device(settings: EdgeSettings, transport: Transport) -> EdgeDevice:
         home_region=settings.home_region,
     )
     spool = Spool(settings.spool_dir, settings.spool_max_entries, settings.spool_max_bytes)
+    head = None
+    if settings.mode is FleetMode.SPLIT and settings.split_cut:  # the settings insist on a cut in split mode
+        head = SplitHead(settings.model_dir, settings.split_cut, settings.split_encoding)
     return EdgeDevice(
         identity,
-        ModelRuntime(settings.model_dir),
+        None if head else ModelRuntime(settings.model_dir),
         settings.model_name,
         settings.mode,
         StoreAndForward(transport, spool),
+        split=head,
         threshold=settings.escalation_threshold,
         max_envelope_bytes=settings.max_envelope_bytes,
         max_delay_s=settings.max_delay_s,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domicile.envelope import Encoding
 from domicile.errors import ConfigError
 from domicile.topology import FleetMode
 
@@ -28,6 +29,15 @@ class EdgeSettings(BaseSettings):
     max_envelope_bytes: int = Field(default=5 * 1024, gt=256, le=128 * 1024)
     max_delay_s: float = Field(default=1.0, gt=0)
     escalation_threshold: float | None = Field(default=None, ge=0, le=1)
+    # Split fleets: MODEL_DIR is the split model component's folder, with the head at this cut.
+    split_cut: str | None = None
+    split_encoding: Encoding = "float32"
+
+    @model_validator(mode="after")
+    def _split_needs_a_cut(self) -> EdgeSettings:
+        if self.mode is FleetMode.SPLIT and not self.split_cut:
+            raise ValueError("SPLIT_CUT must name the tensor the head ends at when MODE is split")
+        return self
 
 
 def load_edge_settings() -> EdgeSettings:
@@ -38,6 +48,8 @@ def load_edge_settings() -> EdgeSettings:
         if missing:
             raise ConfigError(f"environment variable(s) {', '.join(missing)} not set") from exc
         first = exc.errors()[0]
+        if not first["loc"]:  # a rule across variables: the message names them
+            raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from exc
         raise ConfigError(f"environment variable {str(first['loc'][0]).upper()} is invalid: {first['msg']}") from exc
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from domicile.edge.transport import MqttTransport
 from domicile.manifest import DEFAULT_MODEL_DIR
-from domicile.topology import ModelRole, load_topology
+from domicile.topology import FleetMode, ModelRole, load_topology
 from edge_components.inference.build import build_device
 from edge_components.inference.settings import EdgeSettings
 
@@ -60,14 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.fleet not in topology.fleets:
         parser.error(f"--fleet: unknown fleet {args.fleet!r}; known: {', '.join(topology.fleets)}")
     fleet = topology.fleets[args.fleet]
+    split = topology.split_model() if fleet.mode is FleetMode.SPLIT else None
     settings = EdgeSettings(
         aws_iot_thing_name=args.thing,
         fleet=fleet.name,
         jurisdiction=fleet.jurisdiction,
         home_region=fleet.home_region,
         mode=fleet.mode,
-        model_dir=Path(args.model_dir),
-        model_name=topology.model_for(ModelRole.EDGE).name,
+        model_dir=Path(args.model_dir) / "split" if split else Path(args.model_dir),
+        model_name=split.name if split else topology.model_for(ModelRole.EDGE).name,
+        split_cut=split.cut if split else None,
+        split_encoding=(split.encoding or "float32") if split else "float32",
         spool_dir=Path(args.spool_dir),
     )
     transport = MqttTransport(args.broker, args.thing, ca_file=args.ca, cert_file=args.cert, key_file=args.key)

@@ -26,8 +26,10 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from domicile.edge.topics import ROOT as TOPIC_ROOT
+from domicile.errors import ConfigError
 from domicile.manifest import MANIFEST_FILE, ModelEntry
-from domicile.topology import Fleet, FleetMode
+from domicile.split.model import load_split_manifest
+from domicile.topology import Fleet, FleetMode, ModelPlacement
 from infra.bundling import EDGE_PACKAGE, PROJECT_ROOT, asset_hash, python_function_code
 from infra.constructs.nag import BASIC_EXECUTION
 
@@ -43,10 +45,41 @@ def artifact_digest(path: Path) -> str:
     return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
 
 
-def component_version(model: ModelEntry) -> str:
+def component_version(model: ModelArtifacts) -> str:
     """A new version whenever the code or the model changes (component versions are immutable)."""
     code = int(asset_hash(EDGE_PACKAGE, EDGE_RUNTIME, EDGE_ARCHITECTURE)[:7], 16)
     return f"{model.version.split('.')[0]}.{int(model.sha256[:4], 16)}.{code}"
+
+
+@dataclass(frozen=True)
+class ModelArtifacts:
+    """What one model component ships to devices: a model file and the manifest that vouches for it."""
+
+    name: str
+    version: str
+    sha256: str
+    description: str
+    files: tuple[Path, ...]  # the model first, then its manifest
+
+    @classmethod
+    def edge(cls, model: ModelEntry, model_dir: Path) -> ModelArtifacts:
+        return cls(model.name, model.version, model.sha256, model.description,
+                   (model_dir / model.file, model_dir / MANIFEST_FILE))  # fmt: skip
+
+    @classmethod
+    def split_head(cls, placement: ModelPlacement, split_dir: Path) -> ModelArtifacts:
+        """The head of the split model at the topology's cut; synth fails if it was never partitioned."""
+        manifest = load_split_manifest(split_dir)
+        key = f"{placement.cut}/head"
+        if key not in manifest.parts:
+            raise ConfigError(
+                f"models.{placement.name}.cut: {split_dir / 'manifest.json'} has no head at {placement.cut!r}; "
+                f"run `domicile split partition --cut {placement.cut}`"
+            )
+        head = manifest.parts[key]
+        files = (split_dir / head.file, split_dir / "manifest.json")
+        description = f"head of {manifest.name} up to {placement.cut}"
+        return cls(f"{manifest.name}-head", manifest.version, head.sha256, description, files)
 
 
 @dataclass(frozen=True)
@@ -54,6 +87,7 @@ class EdgeFleetProps:
     jurisdiction: str
     fleets: list[Fleet]
     model: ModelEntry
+    split: ModelPlacement | None = None  # the split model, for fleets in split mode
     model_dir: Path = PROJECT_ROOT / "models"
 
 
@@ -64,45 +98,21 @@ class EdgeFleets(Construct):
         model = props.model
         self.fleets = list(props.fleets)
 
-        # --- the model component: artifacts in this region's asset bucket, verified by digest
-        model_file = props.model_dir / model.file
-        manifest_file = props.model_dir / MANIFEST_FILE
-        model_asset = assets.Asset(self, "ModelArtifact", path=str(model_file))
-        manifest_asset = assets.Asset(self, "ManifestArtifact", path=str(manifest_file))
-        self.model_component_name = f"com.domicile.model.{model.name}"
-        self.model_component_version = model.version
-        recipe = {
-            "RecipeFormatVersion": "2020-01-25",
-            "ComponentName": self.model_component_name,
-            "ComponentVersion": model.version,
-            "ComponentDescription": f"{model.name} {model.version} ({model.description}), sha256 {model.sha256}",
-            "ComponentPublisher": "domicile",
-            "Manifests": [
-                {
-                    "Platform": {"os": "linux"},
-                    "Artifacts": [
-                        {
-                            "Uri": f"s3://{model_asset.s3_bucket_name}/{model_asset.s3_object_key}",
-                            "Digest": artifact_digest(model_file),
-                            "Algorithm": "SHA-256",
-                            "Permission": {"Read": "ALL"},
-                        },
-                        {
-                            "Uri": f"s3://{manifest_asset.s3_bucket_name}/{manifest_asset.s3_object_key}",
-                            "Digest": artifact_digest(manifest_file),
-                            "Algorithm": "SHA-256",
-                            "Permission": {"Read": "ALL"},
-                        },
-                    ],
-                    "Lifecycle": {},
-                }
-            ],
-        }
-        self.model_component = greengrass.CfnComponentVersion(
-            self, "ModelComponent", inline_recipe=stack.to_json_string(recipe)
+        # --- model components: artifacts in this region's asset bucket, verified by digest
+        self.token_exchange_role = iam.Role(
+            self, "TokenExchangeRole", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com")
         )
-        # Greengrass keeps S3 artifacts under their object key's file name.
-        artifact_dir = f"{GREENGRASS_ROOT}/packages/artifacts/{self.model_component_name}/{model.version}"
+        edge = self._model_component("Model", ModelArtifacts.edge(model, props.model_dir))
+        self.model_components: dict[FleetMode, _ModelComponent] = dict.fromkeys(FleetMode, edge)
+        split_fleets = [f.name for f in props.fleets if f.mode is FleetMode.SPLIT]
+        if split_fleets:
+            if props.split is None:
+                raise ConfigError(f"fleets.{split_fleets[0]}.mode: split needs a model with role 'split'")
+            head = ModelArtifacts.split_head(props.split, props.model_dir / "split")
+            self.model_components[FleetMode.SPLIT] = self._model_component("SplitHead", head)
+        self.model_component = edge.component
+        self.model_component_name = edge.name
+        self.model_component_version = edge.version
 
         # --- the edge inference Lambda, packaged for the devices; never invoked in the cloud
         self.function = lambda_.Function(
@@ -121,11 +131,6 @@ class EdgeFleets(Construct):
         self.version = self.function.current_version
 
         # --- token exchange: what a core device may do with AWS credentials (fetch our artifacts, log)
-        self.token_exchange_role = iam.Role(
-            self, "TokenExchangeRole", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com")
-        )
-        model_asset.grant_read(self.token_exchange_role)
-        manifest_asset.grant_read(self.token_exchange_role)
         self.token_exchange_role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
@@ -152,7 +157,7 @@ class EdgeFleets(Construct):
         self.deployments: dict[str, greengrass.CfnDeployment] = {}
         self.policies: dict[str, iot.CfnPolicy] = {}
         for fleet in props.fleets:
-            self._fleet(fleet, model, artifact_dir)
+            self._fleet(fleet, props.split)
 
         NagSuppressions.add_resource_suppressions(
             self,
@@ -184,19 +189,50 @@ class EdgeFleets(Construct):
             apply_to_children=True,
         )
 
-    def _fleet(self, fleet: Fleet, model: ModelEntry, artifact_dir: str) -> None:
+    def _model_component(self, construct_id: str, model: ModelArtifacts) -> _ModelComponent:
         stack = Stack.of(self)
+        artifacts = []
+        for i, path in enumerate(model.files):
+            asset = assets.Asset(self, f"{construct_id}Artifact{i}" if i else f"{construct_id}Artifact", path=str(path))
+            asset.grant_read(self.token_exchange_role)
+            artifacts.append({
+                "Uri": f"s3://{asset.s3_bucket_name}/{asset.s3_object_key}",
+                "Digest": artifact_digest(path),
+                "Algorithm": "SHA-256",
+                "Permission": {"Read": "ALL"},
+            })  # fmt: skip
+        name = f"com.domicile.model.{model.name}"
+        recipe = {
+            "RecipeFormatVersion": "2020-01-25",
+            "ComponentName": name,
+            "ComponentVersion": model.version,
+            "ComponentDescription": f"{model.name} {model.version} ({model.description}), sha256 {model.sha256}",
+            "ComponentPublisher": "domicile",
+            "Manifests": [{"Platform": {"os": "linux"}, "Artifacts": artifacts, "Lifecycle": {}}],
+        }
+        component = greengrass.CfnComponentVersion(
+            self, f"{construct_id}Component", inline_recipe=stack.to_json_string(recipe)
+        )
+        # Greengrass keeps S3 artifacts under their object key's file name.
+        return _ModelComponent(name, model.version, component, model,
+                               f"{GREENGRASS_ROOT}/packages/artifacts/{name}/{model.version}")  # fmt: skip
+
+    def _fleet(self, fleet: Fleet, split: ModelPlacement | None) -> None:
+        stack = Stack.of(self)
+        model = self.model_components[fleet.mode]
         name = f"com.domicile.edge.{fleet.name}"
-        version = component_version(model)
+        version = component_version(model.artifacts)
         environment = {
             "FLEET": fleet.name,
             "JURISDICTION": fleet.jurisdiction,
             "HOME_REGION": fleet.home_region,
             "MODE": fleet.mode.value,
-            "MODEL_NAME": model.name,
-            "MODEL_DIR": artifact_dir,
+            "MODEL_NAME": model.artifacts.name,
+            "MODEL_DIR": model.artifact_dir,
             "SPOOL_DIR": f"{GREENGRASS_ROOT}/work/{name}/spool",
         }
+        if fleet.mode is FleetMode.SPLIT and split is not None and split.cut:
+            environment |= {"SPLIT_CUT": split.cut, "SPLIT_ENCODING": split.encoding or "float32"}
         component = greengrass.CfnComponentVersion(
             self,
             f"{_pascal(fleet.name)}Component",
@@ -210,7 +246,7 @@ class EdgeFleets(Construct):
                     )
                 ],
                 component_dependencies={
-                    self.model_component_name: greengrass.CfnComponentVersion.ComponentDependencyRequirementProperty(
+                    model.name: greengrass.CfnComponentVersion.ComponentDependencyRequirementProperty(
                         version_requirement=f">={model.version} <{int(model.version.split('.')[0]) + 1}.0.0",
                         dependency_type="HARD",
                     ),
@@ -239,7 +275,7 @@ class EdgeFleets(Construct):
                 ),
             ),
         )
-        component.node.add_dependency(self.model_component)
+        component.node.add_dependency(model.component)
         thing_group = iot.CfnThingGroup(
             self,
             f"{_pascal(fleet.name)}ThingGroup",
@@ -257,8 +293,8 @@ class EdgeFleets(Construct):
             target_arn=thing_group.attr_arn,
             deployment_name=f"domicile-{fleet.name}",
             components={
-                self.model_component_name: greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty(
-                    component_version=self.model_component_version
+                model.name: greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty(
+                    component_version=model.version
                 ),
                 name: greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty(component_version=version),
             },
@@ -333,9 +369,20 @@ def device_policy(stack: Stack, fleet: Fleet, role_alias_arn: str) -> dict[str, 
             "Resource": "*",
         },
     ]
-    if fleet.mode is FleetMode.CLOUD_ONLY:
-        statements[1]["Resource"] = f"{arn}:topic/{own_topics}/escalate"
+    # A fleet publishes only the kinds its mode produces.
+    only = {FleetMode.CLOUD_ONLY: "escalate", FleetMode.SPLIT: "split"}.get(fleet.mode)
+    if only:
+        statements[1]["Resource"] = f"{arn}:topic/{own_topics}/{only}"
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+@dataclass(frozen=True)
+class _ModelComponent:
+    name: str
+    version: str
+    component: greengrass.CfnComponentVersion
+    artifacts: ModelArtifacts
+    artifact_dir: str
 
 
 def _pascal(name: str) -> str:

@@ -1,4 +1,8 @@
-"""The cloud inference function: one asset, three entry points (HTTP, SQS batch, S3 JSON lines)."""
+"""The cloud inference functions: one asset, one function per entry point.
+
+HTTP (OIP v2), SQS batch, S3 JSON lines, IoT escalations, and (in regions with split fleets) the
+split tail, which finishes what the devices' heads started.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class InferenceFunctionProps:
     results_queue: sqs.IQueue
     escalation_dlq: sqs.IQueue
     allowed_regions: tuple[str, ...]
+    split_cut: str | None = None  # set where split fleets live: the tensor the tail starts at
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     memory_mb: int = 1024
 
@@ -58,7 +63,9 @@ class InferenceFunction(Construct):
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
 
-        def function(name: str, handler: str, description: str) -> lambda_.Function:
+        def function(
+            name: str, handler: str, description: str, extra: dict[str, str] | None = None
+        ) -> lambda_.Function:
             log_group = logs.LogGroup(
                 self, f"{name}Logs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
             )
@@ -72,7 +79,7 @@ class InferenceFunction(Construct):
                 code=code,
                 memory_size=props.memory_mb,
                 timeout=FUNCTION_TIMEOUT,
-                environment=environment,
+                environment={**environment, **(extra or {})},
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
             )
@@ -101,17 +108,24 @@ class InferenceFunction(Construct):
         props.bucket.grant_read(self.s3, f"{INPUT_PREFIX}*")
         props.bucket.grant_put(self.s3, f"{OUTPUT_PREFIX}*")
 
-        # IoT Core's escalate rule invokes this asynchronously; what fails after the retries goes to the DLQ.
         self.escalate = function("Escalate", "functions.inference.iot_escalate.handler", "Answers IoT escalations")
-        self.escalate.configure_async_invoke(
-            retry_attempts=2, on_failure=destinations.SqsDestination(props.escalation_dlq)
-        )
-        props.results_queue.grant_send_messages(self.escalate)
-        for fn in (self.sqs, self.escalate):
+        self.split_tail: lambda_.Function | None = None
+        rule_functions = [self.escalate]
+        if props.split_cut:
+            self.split_tail = function(
+                "SplitTail", "functions.inference.split_tail.handler", "Finishes split cases (the deep model's tail)",
+                {"SPLIT_CUT": props.split_cut},
+            )  # fmt: skip
+            rule_functions.append(self.split_tail)
+        for fn in rule_functions:
+            # IoT Core's rules invoke these asynchronously; what fails after the retries goes to the DLQ.
+            fn.configure_async_invoke(retry_attempts=2, on_failure=destinations.SqsDestination(props.escalation_dlq))
+            props.results_queue.grant_send_messages(fn)
+        for fn in (self.sqs, *rule_functions):
             props.bucket.grant_put(fn, f"{QUARANTINE_PREFIX}*")  # residency violations, kept in-region
 
         CfnOutput(self, "FunctionUrl", value=self.url.url)
-        for fn in (self.http, self.sqs, self.s3, self.escalate):
+        for fn in (self.http, self.sqs, self.s3, *rule_functions):
             suppress_lambda_defaults(
                 fn, [{"regex": "/^Resource::<.*Bucket.*\\.Arn>/(incoming|results|quarantine)/\\*$/g"}]
             )

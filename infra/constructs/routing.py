@@ -1,7 +1,8 @@
 """IoT Core topic rules of one jurisdiction in its home region, with an in-region error DLQ.
 
 - `domicile/<jur>/+/+/result`   -> the results queue (aggregation);
-- `domicile/<jur>/+/+/escalate` -> the escalation function (cloud model).
+- `domicile/<jur>/+/+/escalate` -> the escalation function (cloud model);
+- `domicile/<jur>/+/+/split`    -> the split-tail function (where split fleets live).
 A rule whose action fails sends the message, with the error, to the routing DLQ.
 """
 
@@ -26,6 +27,7 @@ class RoutingProps:
     results_queue: sqs.IQueue
     escalate_function: lambda_.IFunction
     error_queue: sqs.IQueue
+    split_function: lambda_.IFunction | None = None
 
 
 class Routing(Construct):
@@ -72,15 +74,20 @@ class Routing(Construct):
                 sqs=iot.CfnTopicRule.SqsActionProperty(queue_url=props.results_queue.queue_url, role_arn=role.role_arn)
             ),
         )
-        self.escalate_rule = rule(
-            "escalate",
-            iot.CfnTopicRule.ActionProperty(
-                lambda_=iot.CfnTopicRule.LambdaActionProperty(function_arn=props.escalate_function.function_arn)
-            ),
-        )
-        props.escalate_function.add_permission(
-            "InvokedByEscalateRule",
-            principal=iam.ServicePrincipal("iot.amazonaws.com"),
-            source_arn=self.escalate_rule.attr_arn,
-            source_account=Stack.of(self).account,
-        )
+
+        def invoke(kind: str, function: lambda_.IFunction) -> iot.CfnTopicRule:
+            topic_rule = rule(
+                kind, iot.CfnTopicRule.ActionProperty(
+                    lambda_=iot.CfnTopicRule.LambdaActionProperty(function_arn=function.function_arn)
+                ),
+            )  # fmt: skip
+            function.add_permission(
+                f"InvokedBy{kind.capitalize()}Rule",
+                principal=iam.ServicePrincipal("iot.amazonaws.com"),
+                source_arn=topic_rule.attr_arn,
+                source_account=Stack.of(self).account,
+            )
+            return topic_rule
+
+        self.escalate_rule = invoke("escalate", props.escalate_function)
+        self.split_rule = invoke("split", props.split_function) if props.split_function else None

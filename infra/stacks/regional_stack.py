@@ -9,7 +9,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from domicile.manifest import Manifest
-from domicile.topology import ModelRole, Topology
+from domicile.topology import FleetMode, ModelRole, Topology
 from infra.aspects.residency import pin_jurisdiction
 from infra.constructs.aggregation import Aggregation, AggregationProps
 from infra.constructs.edge_fleet import EdgeFleetProps, EdgeFleets
@@ -31,6 +31,8 @@ class RegionalStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, env=Environment(account=account, region=region))
         self.jurisdiction = topology.jurisdiction_of_region(region)
+        split_model = topology.split_model()
+        has_split_fleets = any(f.mode is FleetMode.SPLIT for f in topology.fleets_in(region))
         pin_jurisdiction(self, self.jurisdiction)
         Tags.of(self).add("domicile:region", region)
 
@@ -56,6 +58,7 @@ class RegionalStack(Stack):
                 results_queue=self.results.queue,
                 escalation_dlq=self.escalation_dlq,
                 allowed_regions=topology.regions_of(self.jurisdiction),
+                split_cut=split_model.cut if split_model and has_split_fleets else None,
             ),
         )
         self.aggregation = Aggregation(
@@ -78,13 +81,16 @@ class RegionalStack(Stack):
                 results_queue=self.results.queue,
                 escalate_function=self.inference.escalate,
                 error_queue=self.routing_dlq,
+                split_function=self.inference.split_tail,
             ),
         )
         edge_model = manifest.models[topology.model_for(ModelRole.EDGE).name]
         self.edge = EdgeFleets(
             self,
             "Edge",
-            props=EdgeFleetProps(jurisdiction=self.jurisdiction, fleets=topology.fleets_in(region), model=edge_model),
+            props=EdgeFleetProps(
+                jurisdiction=self.jurisdiction, fleets=topology.fleets_in(region), model=edge_model, split=split_model
+            ),
         )
         self.bucket = storage.bucket
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name)

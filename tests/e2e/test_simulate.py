@@ -22,6 +22,7 @@ from tests.broker import KIND, Broker
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("simulate")]
+FLEETS = len(load_topology().fleets)  # the faulty run has one device per fleet
 
 FLEET_FIELDS = {
     "fleet", "region", "jurisdiction", "mode", "devices", "inferences", "edge_answered", "escalated", "split",
@@ -82,8 +83,8 @@ def test_books_balance_exactly(faulty_run):
     assert report["drained"]
     assert books["balanced"], books
     assert books["unaccounted_cases"] == []
-    assert books["published"] == 3 * 48 + 3
-    assert books["aggregated"] == 3 * 48
+    assert books["published"] == FLEETS * 48 + 3
+    assert books["aggregated"] == FLEETS * 48
     assert books["in_dlq"] == 0 and books["still_on_devices"] == 0
     assert all(f["aggregated"] == f["inferences"] for f in report["fleets"])
 
@@ -114,26 +115,35 @@ def test_injected_violations_are_quarantined_and_never_aggregated(faulty_run):
     assert books["quarantined"] == 3  # and no honest case was
     assert report["metrics"]["ResidencyViolation"] == 3
     # each fleet aggregated exactly its own cases: the violation-* case ids never reached aggregation
-    assert sum(f["aggregated"] for f in report["fleets"]) == books["aggregated"] == 3 * 48
+    assert sum(f["aggregated"] for f in report["fleets"]) == books["aggregated"] == FLEETS * 48
+
+
+def _split_tail_id(out) -> str:
+    """The split-tail function's logical id in the synthesized eu template the run used."""
+    template = json.loads((out / "cdk.out" / "domicile-eu-central-1.template.json").read_text())
+    return str(next(lid for lid, r in template["Resources"].items()
+                    if r["Properties"].get("Handler") == "functions.inference.split_tail.handler"))  # fmt: skip
 
 
 def test_the_default_cli_run_prints_the_summary_and_writes_every_report_file(tmp_path):
-    """What `make demo` ends with: the default options, 2,700 cases over three fleets."""
+    """What `make demo` ends with: the default options, 300 cases per device over every fleet of domicile.toml."""
+    topology = load_topology()
+    cases = 300 * sum(f.devices for f in topology.fleets.values())
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "domicile.cli", "simulate", "--no-progress", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Books balance: published 2700 = aggregated 2700 + quarantined 0 + in DLQ 0." in result.stdout
-    for fleet in ("munich-line", "berlin-depot", "virginia-plant"):
+    assert f"Books balance: published {cases} = aggregated {cases} + quarantined 0 + in DLQ 0." in result.stdout
+    for fleet in topology.fleets:
         assert fleet in result.stdout
     for name in ("report.json", "report.md", "accuracy_vs_bytes.png", "latency_cdf.png", "escalation_rate.png"):
         assert (out / name).stat().st_size > 0, name
     report = json.loads((out / "report.json").read_text())
     assert {"seconds", "throughput_per_s", "drained", "interrupted", "options", "fleets", "books", "metrics",
             "duplicates_suppressed", "stages", "escalation_timeline"} <= set(report)  # fmt: skip
-    assert {f["fleet"] for f in report["fleets"]} == {"munich-line", "berlin-depot", "virginia-plant"}
+    assert {f["fleet"] for f in report["fleets"]} == set(topology.fleets)
     for fleet in report["fleets"]:
         assert set(fleet) >= FLEET_FIELDS, FLEET_FIELDS - set(fleet)
         assert set(fleet["latency_ms"]) == {"50", "95", "99"}
@@ -143,6 +153,12 @@ def test_the_default_cli_run_prints_the_summary_and_writes_every_report_file(tmp
     # raw offload costs what it costs; packing confident results costs far less
     assert modes["virginia-plant"]["bytes_vs_raw"] == pytest.approx(1.0, abs=0.01)
     assert modes["berlin-depot"]["bytes_vs_raw"] < 0.5
+    # the split fleet: every case leaves as the head's activation and comes back finished by the tail
+    split = modes["hamburg-lab"]
+    assert split["mode"] == "split" and split["split"] == split["inferences"] == split["aggregated"] > 0
+    assert split["edge_answered"] == split["escalated"] == 0
+    assert split["accuracy"] >= 0.95  # the deep model's own accuracy (98% on the test split), not the edge's
+    assert report["stages"]["handlers"]["domicile-eu-central-1/" + _split_tail_id(out)]["invocations"] >= 300
     assert set(report["stages"]) == {"rules", "handlers"}
     assert "Books balance" in (out / "report.md").read_text()
 
@@ -165,6 +181,6 @@ def test_ctrl_c_writes_a_partial_report(tmp_path):
     assert "interrupted: stopping the devices and writing a partial report" in stdout
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] is True
-    assert 0 < report["books"]["published"] < 3 * 400
+    assert 0 < report["books"]["published"] < FLEETS * 400
     assert report["books"]["balanced"], report["books"]  # what was published is still accounted for
     assert "(interrupted: partial report)" in (out / "report.md").read_text()

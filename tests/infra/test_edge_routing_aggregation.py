@@ -9,12 +9,18 @@ from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
 from domicile.manifest import load_manifest
+from domicile.split.model import load_split_manifest
 from domicile.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
 from tests.conftest import MODELS
 
 TOPOLOGY = load_topology()
 EDGE = load_manifest(MODELS).models["digits-edge"]
+_split = TOPOLOGY.split_model()
+if _split is None:
+    raise RuntimeError("these tests expect domicile.toml to deploy a split model")
+SPLIT = _split
+SPLIT_MANIFEST = load_split_manifest(MODELS / "split")
 
 
 @pytest.fixture(params=TOPOLOGY.home_regions())
@@ -39,15 +45,30 @@ def by_type(template, kind):
     return list(template.find_resources(kind).values())
 
 
-def test_model_component_recipe_has_in_region_artifacts_with_digests(template, stack):
-    (model,) = [
-        c for c in by_type(template, "AWS::GreengrassV2::ComponentVersion") if "InlineRecipe" in c["Properties"]
-    ]
-    text = json.dumps(model["Properties"]["InlineRecipe"])
-    digest = base64.b64encode(hashlib.sha256((MODELS / EDGE.file).read_bytes()).digest()).decode()
-    assert digest in text and "SHA-256" in text
-    assert '"ComponentName\\":\\"com.domicile.model.digits-edge' in text.replace(" ", "")
-    assert "cdk-hnb659fds-assets-" in text and stack.region in text  # the region's own asset bucket
+def _digest(path):
+    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def _has_split_fleets(region):
+    return any(f.mode is FleetMode.SPLIT for f in TOPOLOGY.fleets_in(region))
+
+
+def test_model_component_recipes_have_in_region_artifacts_with_digests(template, stack, region):
+    recipes = {}
+    for component in by_type(template, "AWS::GreengrassV2::ComponentVersion"):
+        if "InlineRecipe" in component["Properties"]:
+            text = json.dumps(component["Properties"]["InlineRecipe"])
+            recipes[text.split('ComponentName\\":\\"', 1)[1].split("\\", 1)[0]] = text
+    expected = {"com.domicile.model.digits-edge": [MODELS / EDGE.file, MODELS / "manifest.json"]}
+    if _has_split_fleets(region):  # the split fleets' devices get the head at the topology's cut, nothing more
+        head = SPLIT_MANIFEST.parts[f"{SPLIT.cut}/head"]
+        expected["com.domicile.model.digits-deep-head"] = [MODELS / "split" / head.file, MODELS / "split/manifest.json"]
+    assert set(recipes) == set(expected)
+    for name, files in expected.items():
+        text = recipes[name]
+        assert all(_digest(f) in text for f in files) and text.count("SHA-256") == len(files)
+        assert "cdk-hnb659fds-assets-" in text and stack.region in text  # the region's own asset bucket
+        assert "tail.onnx" not in text  # the tail never leaves the cloud
 
 
 def test_one_pinned_lambda_component_per_fleet(template, region):
@@ -62,8 +83,11 @@ def test_one_pinned_lambda_component_per_fleet(template, region):
         assert params["EventSources"] == [{"Topic": "domicile/local/+/input", "Type": "PUB_SUB"}]
         env = params["EnvironmentVariables"]
         assert env["MODE"] == fleet.mode.value and env["JURISDICTION"] == fleet.jurisdiction
-        assert env["HOME_REGION"] == region and env["MODEL_DIR"].endswith("com.domicile.model.digits-edge/1.0.0")
-        assert "com.domicile.model.digits-edge" in component["ComponentDependencies"]
+        model = "digits-deep-head" if fleet.mode is FleetMode.SPLIT else "digits-edge"
+        assert env["HOME_REGION"] == region and env["MODEL_DIR"].endswith(f"com.domicile.model.{model}/1.0.0")
+        assert f"com.domicile.model.{model}" in component["ComponentDependencies"]
+        if fleet.mode is FleetMode.SPLIT:
+            assert (env["SPLIT_CUT"], env["SPLIT_ENCODING"]) == (SPLIT.cut, SPLIT.encoding)
         assert ":" in json.dumps(component["LambdaArn"])  # a published version, never $LATEST
 
 
@@ -78,7 +102,9 @@ def test_deployment_per_fleet_with_staged_rollout_abort_and_rollback(template, r
         assert job["AbortConfig"]["CriteriaList"][0]["Action"] == "CANCEL"
         assert job["TimeoutConfig"]["InProgressTimeoutInMinutes"] == 30
         assert "Fn::GetAtt" in props["TargetArn"]  # the fleet's thing group
-        assert set(props["Components"]) >= {"com.domicile.model.digits-edge"}
+        fleet = TOPOLOGY.fleets[props["DeploymentName"].removeprefix("domicile-")]
+        model = "digits-deep-head" if fleet.mode is FleetMode.SPLIT else "digits-edge"
+        assert set(props["Components"]) == {f"com.domicile.model.{model}", f"com.domicile.edge.{fleet.name}"}
     groups = {g["Properties"]["ThingGroupName"] for g in by_type(template, "AWS::IoT::ThingGroup")}
     assert groups == {f"domicile-{f.name}" for f in TOPOLOGY.fleets_in(region)}
 
@@ -93,8 +119,9 @@ def test_device_policies_allow_only_own_topics(template, region):
         assert own in document
         assert "domicile/#" not in document and f"domicile/{fleet.jurisdiction}/+/" not in document
         assert "client/${iot:Connection.Thing.ThingName}" in document
-        if fleet.mode is FleetMode.CLOUD_ONLY:
-            assert own + "escalate" in document and own + "*" not in document
+        only = {FleetMode.CLOUD_ONLY: "escalate", FleetMode.SPLIT: "split"}.get(fleet.mode)
+        if only:
+            assert own + only in document and own + "*" not in document
 
 
 def test_token_exchange_role_alias_reads_only_the_artifacts(template):
@@ -130,6 +157,19 @@ def test_topic_rules_route_by_kind_with_error_actions(template, region):
     for payload in (result, escalate):
         assert "Sqs" in payload["ErrorAction"]
         assert payload["ErrorAction"]["Sqs"]["QueueUrl"] != result["Actions"][0]["Sqs"]["QueueUrl"]
+    split = rules.get(f"domicile_{jurisdiction}_split")
+    assert (split is not None) == _has_split_fleets(region)  # a tail only where split fleets live
+    if split is not None:
+        assert split["Sql"] == f"SELECT * FROM 'domicile/{jurisdiction}/+/+/split'" and "Sqs" in split["ErrorAction"]
+        (tail_id,) = template.find_resources(
+            "AWS::Lambda::Function", {"Properties": {"Handler": "functions.inference.split_tail.handler"}}
+        )
+        assert split["Actions"][0]["Lambda"]["FunctionArn"] == {"Fn::GetAtt": [tail_id, "Arn"]}
+        tail = template.find_resources("AWS::Lambda::Function")[tail_id]["Properties"]
+        assert tail["Environment"]["Variables"]["SPLIT_CUT"] == SPLIT.cut
+    invoked = [p["Properties"]["FunctionName"] for p in by_type(template, "AWS::Lambda::Permission")
+               if p["Properties"]["Principal"] == "iot.amazonaws.com"]  # fmt: skip
+    assert len(invoked) == 1 + (split is not None)
     template.has_resource_properties(
         "AWS::Lambda::Permission", {"Principal": "iot.amazonaws.com", "SourceArn": Match.any_value()}
     )
@@ -158,3 +198,12 @@ def test_aggregation_tables_and_event_source(template):
             "Environment": {"Variables": Match.object_like({"ARCHIVE_BUCKET": Match.any_value()})},
         },
     )
+
+
+def test_a_split_fleet_whose_cut_was_never_partitioned_fails_synth_naming_the_key():
+    from domicile.errors import ConfigError
+    from infra.constructs.edge_fleet import ModelArtifacts
+
+    placement = SPLIT.model_copy(update={"cut": "hidden3"})
+    with pytest.raises(ConfigError, match=r"models\.digits-deep\.cut: .* no head at 'hidden3'; run `domicile split"):
+        ModelArtifacts.split_head(placement, MODELS / "split")

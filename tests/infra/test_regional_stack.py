@@ -9,7 +9,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Annotations, Match, Template
 from cdk_nag import AwsSolutionsChecks
 
-from domicile.topology import load_topology
+from domicile.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
 
 TOPOLOGY = load_topology()
@@ -44,7 +44,8 @@ def test_one_stack_per_home_region_in_that_region(synthesized):
 def test_functions(template, region):
     functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.14"}})
     ours = {k: v for k, v in functions.items() if v["Properties"]["Handler"].startswith("functions.")}
-    assert len(ours) == 5  # HTTP, SQS, S3, IoT escalation, aggregation
+    split = any(f.mode is FleetMode.SPLIT for f in TOPOLOGY.fleets_in(region))
+    assert len(ours) == 5 + split  # HTTP, SQS, S3, IoT escalation, aggregation (+ split tail)
     for resource in ours.values():
         props = resource["Properties"]
         assert props["Architectures"] == ["arm64"]
@@ -59,7 +60,7 @@ def test_functions(template, region):
         assert spec is not None and spec.origin is not None and Path(spec.origin).is_file()
         assert attr == "handler"
         assert "LoggingConfig" in props  # its own log group, with retention
-    template.resource_properties_count_is("AWS::Logs::LogGroup", {"RetentionInDays": 30}, 6)
+    template.resource_properties_count_is("AWS::Logs::LogGroup", {"RetentionInDays": 30}, 6 + split)
 
 
 def test_function_url_is_iam_only(template):

@@ -101,6 +101,43 @@ def test_escalation_answer_reenters_aggregation(aggregate, results_queue, lambda
     assert stored["count"] == 1 and stored["escalations"] == 1
 
 
+def test_split_answer_reenters_aggregation(aggregate, results_queue, lambda_context):
+    from functions.inference import split_tail
+
+    event = load_event("iot-split.json")
+    answer = split_tail.handler(event, lambda_context)
+    (result,) = drain(results_queue)
+    assert result["message_id"] == answer["result"]
+    assert result["payload"]["source"] == "split" and not result["payload"]["escalated"]
+    assert result["payload"]["request_message_ids"] == [event["message_id"]]
+    assert result["model"]["name"] == "digits-deep"
+    record = copy.deepcopy(load_event("sqs-results.json")["Records"][0])
+    record["body"] = json.dumps(result)
+    assert aggregate.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    stored = aggregate.store.read("hamburg-lab", "hamburg-lab-0", "digits-deep@1.0.0", result["produced_at"][:13])
+    assert stored["count"] == 1 and stored[f"class_{answer['label']}"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"kind": "escalate"}, "payload.features"),  # a split payload under another kind
+        ({"payload": {"tensor": "hidden2"}}, "payload.tensor"),
+        ({"model": {"sha256": "f" * 64}}, "model.sha256"),
+    ],
+)
+def test_bad_split_raises_naming_the_field_for_lambda_to_retry_then_dead_letter(lambda_context, change, field):
+    from domicile.errors import InputError
+    from functions.inference import split_tail
+
+    event = load_event("iot-split.json")
+    for key, value in change.items():
+        event[key] = {**event[key], **value} if isinstance(value, dict) else value
+    with pytest.raises(InputError) as err:
+        split_tail.handler(event, lambda_context)
+    assert err.value.field == field
+
+
 def test_bad_escalation_raises_for_lambda_to_retry_then_dead_letter(lambda_context):
     from domicile.errors import InputError
     from functions.inference import iot_escalate

@@ -65,6 +65,17 @@ def test_iot_escalation_for_another_region_is_quarantined(results_queue, bucket,
     assert "not this region" in quarantined()[0]["reason"]
 
 
+def test_split_activation_from_another_jurisdiction_is_quarantined_not_finished(results_queue, bucket, lambda_context):
+    from functions.inference import split_tail
+
+    foreign = claim(load_event("iot-split.json"), jurisdiction="us", home_region="us-east-1")
+    answer = split_tail.handler(foreign, lambda_context)
+    assert answer["quarantined"].startswith("quarantine/") and "jurisdiction 'us'" in answer["reason"]
+    assert drain(results_queue) == []
+    (record,) = quarantined()
+    assert record["source"] == "iot:split" and json.loads(record["message"])["payload"]["tensor"] == "hidden1"
+
+
 def test_aggregation_never_counts_a_foreign_envelope(tables, bucket, lambda_context):
     from functions.aggregate import handler as aggregate
 

@@ -121,8 +121,6 @@ def test_bad_input_and_bad_model(runtime, tmp_path):
     device, _, _ = make(runtime, FleetMode.EDGE_ONLY, tmp_path)
     with pytest.raises(Exception, match="64 features"):
         device.infer(["a"], [[1.0] * 10])
-    with pytest.raises(ConfigError, match="split"):
-        make(runtime, FleetMode.SPLIT, tmp_path)
     shutil.copytree(MODELS, tmp_path / "m")
     path = tmp_path / "m" / "digits-edge-1.0.0.onnx"
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
@@ -144,3 +142,31 @@ def test_results_are_compact(runtime, tmp_path):
     body = json.loads(recorder.sent[0][1])
     assert set(body["payload"]) == {"source", "escalated", "case_ids", "labels", "confidence", "latency_ms"}
     assert isinstance(parse_envelope(recorder.sent[0][1]), ResultEnvelope)
+
+
+def test_split_mode_sends_each_case_as_the_heads_activation_on_the_split_topic(tmp_path):
+    from domicile.envelope import SplitEnvelope
+    from domicile.split.model import DEFAULT_DIR as SPLIT_DIR
+    from domicile.split.runtime import SplitHead, SplitTail
+
+    head = SplitHead(SPLIT_DIR, "hidden1", "float16")
+    identity = DeviceIdentity("hamburg-lab-0", "hamburg-lab", "eu", "eu-central-1")
+    recorder = Recorder()
+    device = EdgeDevice(identity, None, "digits-deep", FleetMode.SPLIT, StoreAndForward(recorder, Spool(tmp_path)),
+                        split=head)  # fmt: skip
+    decisions = device.infer([f"c{i}" for i in range(20)], TEST.x[:20])
+    device.close()
+    assert all(d["split"] and not d["escalated"] for d in decisions)
+    assert device.stats.split == 20 and device.stats.kept == device.stats.escalated == 0
+    sent = envelopes(recorder)
+    assert {topic for topic, _, _ in sent} == {identity.topic("split")} and len(sent) == 20  # no result envelopes
+    splits = [e for _, e, _ in sent if isinstance(e, SplitEnvelope)]
+    assert [e.payload.case_id for e in splits] == [f"c{i}" for i in range(20)]
+    assert all(e.model == head.model_ref and e.payload.dtype == "float16" for e in splits)
+    answers = SplitTail(SPLIT_DIR, "hidden1").answer(splits)  # what the cloud makes of them
+    assert np.mean([a.payload.labels[0] == str(y) for a, y in zip(answers, TEST.y[:20], strict=True)]) >= 0.9
+
+
+def test_split_mode_without_a_head_is_a_config_error(runtime, tmp_path):
+    with pytest.raises(ConfigError, match="split needs the split model's head"):
+        make(runtime, FleetMode.SPLIT, tmp_path)

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from domicile.datasets import load_digits_splits
+from domicile.envelope import Encoding
 from domicile.errors import ConfigError
+from domicile.split.codec import ENCODINGS, decode, encode
 from domicile.split.model import CUTS, DEFAULT_DIR, INPUT, build, load_split_manifest, upscale
 from domicile.split.partition import Parts, check_equivalence, split_at
 from domicile.split.planner import IOT_MAX_PAYLOAD, NETWORKS, Network, choose, options
-from domicile.split.profile import ENCODINGS, ModelProfile, decode, encode, envelope_bytes
+from domicile.split.profile import ModelProfile, envelope_bytes
 from tests.conftest import ROOT
 
 MANIFEST = load_split_manifest()
@@ -78,7 +80,7 @@ def _brute_force(profile: ModelProfile, network: Network, df: float, cf: float, 
     return best
 
 
-def _random_profile(rng: np.random.Generator) -> tuple[ModelProfile, dict[tuple[int, str], int]]:
+def _random_profile(rng: np.random.Generator) -> tuple[ModelProfile, dict[tuple[int, Encoding], int]]:
     n = int(rng.integers(2, 8))
     cuts = tuple(f"t{i}" for i in range(n))
     widths = tuple(int(w) for w in rng.integers(1, 60_000, size=n))

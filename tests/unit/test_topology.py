@@ -17,6 +17,8 @@ def test_shipped_topology_loads():
     assert topo.jurisdiction_of_region("eu-central-1") == "eu"
     assert {f.mode for f in topo.fleets.values()} >= {FleetMode.HYBRID, FleetMode.EDGE_ONLY}
     assert topo.model_for(ModelRole.CLOUD).name == "digits-cloud"
+    split = topo.split_model()
+    assert split is not None and (split.name, split.cut, split.encoding) == ("digits-deep", "hidden1", "float16")
 
 
 def _mutate(path: list[str], value):
@@ -45,12 +47,26 @@ def _mutate(path: list[str], value):
         (["models", "digits-edge", "jurisdictions"], ["atlantis"], "models.digits-edge.jurisdictions: unknown"),
         (["models", "digits-edge", "role"], "cloud", "models: exactly one model must have role 'edge'"),
         (["jurisdictions", "us", "regions"], ["eu-west-1"], "already belongs to eu"),
+        (["models", "digits-deep", "cut"], KeyError, "models.digits-deep: cut: a split model needs the tensor"),
+        (["models", "digits-deep", "encoding"], "bfloat16", "models.digits-deep.encoding"),
+        (["models", "digits-cloud", "cut"], "hidden1", "cut: only a split model is cut; this model's role is 'cloud'"),
+        (["models", "digits-deep", "jurisdictions"], ["us"], "fleets.hamburg-lab.mode: model 'digits-deep' may not"),
+        (["models", "digits-deep", "role"], "edge", "models.digits-deep: cut: only a split model is cut"),
     ],
 )
 def test_invalid_topology_names_the_key(path, value, expected):
     with pytest.raises(ConfigError) as err:
         parse_topology(_mutate(path, value))
     assert expected in str(err.value)
+
+
+def test_a_split_fleet_needs_a_split_model():
+    doc = copy.deepcopy(VALID)
+    del doc["models"]["digits-deep"]
+    with pytest.raises(ConfigError, match=r"fleets\.hamburg-lab\.mode: split needs a model with role 'split'"):
+        parse_topology(doc)
+    doc["fleets"]["hamburg-lab"]["mode"] = "hybrid"
+    assert parse_topology(doc).split_model() is None  # no split fleet: no split model needed
 
 
 def test_missing_and_malformed_files(tmp_path):
