@@ -61,6 +61,18 @@ class AggregateStore:
             values[f":c{i}"] = _n(n)
             adds.append(f"#c{i} :c{i}")
         update = "SET #jur = :jur, #reg = :reg, #fleet = :fleet, #dev = :dev, #model = :model ADD " + ", ".join(adds)
+        drift: list[Any] = []
+        if delta.input_bins:  # the fleet's input histogram for this model and hour, in the same transaction
+            bins = sorted(delta.input_bins.items())
+            drift = [{
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": delta.drift_pk}, "sk": {"S": delta.hour}},
+                    "UpdateExpression": "ADD " + ", ".join(f"#b{i} :b{i}" for i, _ in enumerate(bins)),
+                    "ExpressionAttributeNames": {f"#b{i}": f"bin_{b}" for i, (b, _) in enumerate(bins)},
+                    "ExpressionAttributeValues": {f":b{i}": _n(n) for i, (_, n) in enumerate(bins)},
+                }
+            }]  # fmt: skip
         try:
             self.dynamodb.transact_write_items(
                 TransactItems=[
@@ -84,6 +96,7 @@ class AggregateStore:
                             "ExpressionAttributeValues": values,
                         }
                     },
+                    *drift,
                 ]
             )
         except self.dynamodb.exceptions.TransactionCanceledException as exc:
@@ -100,3 +113,10 @@ class AggregateStore:
         if item is None:
             return None
         return {k: (float(v["N"]) if "N" in v else v.get("S")) for k, v in item.items()}
+
+    def input_histogram(self, fleet: str, model: str, hour: str, bins: int) -> list[int]:
+        """The fleet's input bin counts for a model and hour (zeros where nothing arrived)."""
+        item = self.dynamodb.get_item(
+            TableName=self.table, Key={"pk": {"S": f"drift#{fleet}#{model}"}, "sk": {"S": hour}}, ConsistentRead=True
+        ).get("Item", {})
+        return [int(float(item[f"bin_{b}"]["N"])) if f"bin_{b}" in item else 0 for b in range(bins)]

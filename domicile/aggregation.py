@@ -24,13 +24,22 @@ class AggregateDelta:
     latency_sum_ms: float
     latency_count: int
     classes: dict[str, int] = field(default_factory=dict)
+    input_bins: dict[int, int] = field(default_factory=dict)  # drift bin -> cases (when the sender set them)
+
+    @property
+    def drift_pk(self) -> str:
+        """Drift is per fleet and model (all its devices together), by hour."""
+        return f"drift#{self.fleet}#{self.model}"
 
 
 def delta_of(envelope: ResultEnvelope) -> AggregateDelta:
     results = envelope.payload.results
     classes: dict[str, int] = {}
+    input_bins: dict[int, int] = {}
     for result in results:
         classes[result.label] = classes.get(result.label, 0) + 1
+        if result.input_bin is not None:
+            input_bins[result.input_bin] = input_bins.get(result.input_bin, 0) + 1
     latencies = [r.latency_ms for r in results if r.latency_ms is not None]
     model = f"{envelope.model.name}@{envelope.model.version}"
     return AggregateDelta(
@@ -47,6 +56,7 @@ def delta_of(envelope: ResultEnvelope) -> AggregateDelta:
         latency_sum_ms=round(sum(latencies), 3),
         latency_count=len(latencies),
         classes=classes,
+        input_bins=input_bins,
     )
 
 

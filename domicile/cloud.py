@@ -55,14 +55,20 @@ def answer_escalations(
         raise InputError("matrix", "one feature row is needed per request")
     predictions = runtime.run(entry, matrix)
     ref = ModelRef(name=entry.name, version=entry.version, sha256=entry.sha256)
+    bins = entry.baseline.bins(matrix) if entry.baseline else [None] * len(matrix)
     return [
-        answer_envelope(request, ref, predictions.row(i), "cloud", escalated=request.payload.edge is not None)
+        answer_envelope(request, ref, predictions.row(i), "cloud", request.payload.edge is not None, bins[i])
         for i, request in enumerate(requests)
     ]
 
 
 def answer_envelope(
-    request: EscalateEnvelope | SplitEnvelope, model: ModelRef, answer: dict[str, Any], source: Source, escalated: bool
+    request: EscalateEnvelope | SplitEnvelope,
+    model: ModelRef,
+    answer: dict[str, Any],
+    source: Source,
+    escalated: bool,
+    input_bin: int | None = None,
 ) -> ResultEnvelope:
     """The cloud's answer to one request, as the result envelope that re-enters aggregation.
 
@@ -71,7 +77,7 @@ def answer_envelope(
     """
     result = CaseResult(
         case_id=request.payload.case_id, label=answer["label"], confidence=answer["confidence"], source=source,
-        escalated=escalated, request_message_id=request.message_id,
+        escalated=escalated, request_message_id=request.message_id, input_bin=input_bin,
     )  # fmt: skip
     return ResultEnvelope(
         message_id=result_message_id(request.message_id), device=request.device, fleet=request.fleet,

@@ -58,6 +58,7 @@ class CaseResult(_Strict):
     escalated: bool = False
     latency_ms: float | None = Field(default=None, ge=0)
     request_message_id: uuid.UUID | None = None
+    input_bin: int | None = Field(default=None, ge=0, le=63)  # the case's drift bin (see domicile.drift)
 
 
 Source = Literal["edge", "cloud", "split"]
@@ -78,11 +79,12 @@ class ResultPayload(_Strict):
     confidence: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=1, max_length=_MAX_CASES)
     latency_ms: list[Annotated[float, Field(ge=0)]] | None = None
     request_message_ids: list[uuid.UUID] | None = None  # cloud answers: the escalations they answer
+    input_bins: list[Annotated[int, Field(ge=0, le=63)]] | None = None  # drift bin of each case's input
 
     @model_validator(mode="after")
     def _same_lengths(self) -> ResultPayload:
         n = len(self.case_ids)
-        for name in ("labels", "confidence", "latency_ms", "request_message_ids"):
+        for name in ("labels", "confidence", "latency_ms", "request_message_ids", "input_bins"):
             column = getattr(self, name)
             if column is not None and len(column) != n:
                 raise ValueError(f"{name} has {len(column)} entries for {n} case_ids")
@@ -99,6 +101,7 @@ class ResultPayload(_Strict):
                 escalated=self.escalated,
                 latency_ms=self.latency_ms[i] if self.latency_ms is not None else None,
                 request_message_id=self.request_message_ids[i] if self.request_message_ids is not None else None,
+                input_bin=self.input_bins[i] if self.input_bins is not None else None,
             )
             for i, case_id in enumerate(self.case_ids)
         ]
@@ -119,6 +122,11 @@ class ResultPayload(_Strict):
             latency_ms=[r.latency_ms for r in results] if all(r.latency_ms is not None for r in results) else None,
             request_message_ids=(
                 [r.request_message_id for r in results] if all(r.request_message_id for r in results) else None
+            ),
+            input_bins=(
+                [r.input_bin for r in results if r.input_bin is not None]
+                if all(r.input_bin is not None for r in results)
+                else None
             ),
         )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from domicile.drift import InputBaseline
 from domicile.errors import ConfigError
 
 MANIFEST_FILE = "manifest.json"
@@ -58,6 +59,7 @@ class ModelEntry(_Frozen):
     training_data_sha256: str
     description: str = ""
     escalation: EscalationPolicy | None = None  # edge models only
+    baseline: InputBaseline | None = None  # the training inputs' distribution, for drift (PSI)
 
     @property
     def n_features(self) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from domicile.datasets import CLASS_LABELS, N_FEATURES, DigitsSplits, load_digits_splits
+from domicile.drift import InputBaseline
 from domicile.manifest import EscalationPolicy, Manifest, ModelEntry, ModelMetrics, TensorSpec, write_manifest
 from domicile.topology import ModelRole, Topology, load_topology
 
@@ -111,6 +112,7 @@ def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, o
     placement = topology.models[recipe.name]
     return ModelEntry(
         escalation=escalation,
+        baseline=InputBaseline.from_training(splits.train.x),
         name=recipe.name,
         version=recipe.version,
         role=recipe.role.value,

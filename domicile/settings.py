@@ -43,6 +43,7 @@ class AggregateSettings(BaseSettings):
     idempotency_table: str
     archive_bucket: str  # also holds the quarantine prefix
     allowed_regions: str = ""
+    model_dir: Path | None = None  # the model manifest, for the drift baselines
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
 
 

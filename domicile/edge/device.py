@@ -164,6 +164,8 @@ class EdgeDevice:
             predictions = self.runtime.run(self.entry, matrix)
             latency_ms = round((time.perf_counter() - started) * 1000 / len(matrix), 3)
             confidence = predictions.confidence
+            baseline = self.entry.baseline
+            bins = baseline.bins(matrix) if baseline else [None] * len(matrix)  # for drift, in the cloud
             for i, case_id in enumerate(case_ids):
                 answer = predictions.row(i)
                 if self.mode is FleetMode.HYBRID and confidence[i] < self.threshold:
@@ -177,7 +179,7 @@ class EdgeDevice:
                     continue
                 result = CaseResult(
                     case_id=case_id, label=answer["label"], confidence=answer["confidence"], source="edge",
-                    latency_ms=latency_ms,
+                    latency_ms=latency_ms, input_bin=bins[i],
                 )  # fmt: skip
                 for blob in self.packer.add(result):
                     self._send("result", blob)

@@ -41,8 +41,9 @@ class ResultPacker:
     def add(self, result: CaseResult) -> list[bytes]:
         """Queue a result; returns the envelope(s) that became full, serialized."""
         out: list[bytes] = []
-        # What one more case adds to the columns: its id, label, confidence and latency, with commas.
-        item = sum(len(json.dumps(v)) + 1 for v in (result.case_id, result.label, result.confidence, result.latency_ms))
+        # What one more case adds to the columns: its id, label, confidence, latency and drift bin, with commas.
+        columns = (result.case_id, result.label, result.confidence, result.latency_ms, result.input_bin)
+        item = sum(len(json.dumps(v)) + 1 for v in columns if v is not None)
         if self._results and self._size + item > self.max_bytes:
             out.extend(self.flush())
         if not self._results:

@@ -15,7 +15,7 @@ from typing import Any
 from domicile.errors import ConfigError
 
 ACCOUNT = "123456789012"
-SIM_VISIBILITY_S = 3  # the templates say 180 s; a local run retries failures sooner
+SIM_VISIBILITY_S = 10  # the templates say 180 s; a local run retries failures sooner (but not mid-batch)
 
 
 @dataclass

@@ -63,6 +63,11 @@ def _emf_totals(records: list[dict[str, Any]]) -> Counter[str]:
     return totals
 
 
+def _emf_value(value: Any) -> float:
+    """An EMF metric value: a number, or a list of them (Powertools writes lists)."""
+    return float(max(value)) if isinstance(value, list) else float(value)
+
+
 def _duplicates_by_fleet(records: list[dict[str, Any]]) -> Counter[str]:
     return Counter(str(r.get("fleet")) for r in records if r.get("message") == "duplicate envelope suppressed")
 
@@ -200,7 +205,36 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
         "duplicates_suppressed": metrics.get("DuplicatesSuppressed", 0),
         "stages": stages,
         "escalation_timeline": _timeline(sim),
+        "drift": _drift(sim, logs),
     }
+
+
+def _drift(sim: Simulation, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per fleet: the PSI values the aggregate function reported over time, against its alarm's threshold.
+
+    The threshold is the one the synthesized `ModelDrift` alarm holds; it fires when a value is over it.
+    """
+    thresholds: dict[str, float] = {}
+    for stack in sim.stacks:
+        for alarm in stack.resources("AWS::CloudWatch::Alarm").values():
+            props = alarm["Properties"]
+            if props.get("MetricName") == "ModelDrift":
+                fleet = next(d["Value"] for d in props.get("Dimensions", []) if d["Name"] == "Fleet")
+                thresholds[fleet] = float(props["Threshold"])
+    points = sorted((r["_aws"]["Timestamp"] / 1000, str(r.get("Fleet")), _emf_value(r["ModelDrift"]),
+                     str(r.get("model"))) for r in records if "ModelDrift" in r and "_aws" in r)  # fmt: skip
+    t0 = min((p[0] for p in points), default=0.0)
+    out: dict[str, dict[str, Any]] = {}
+    for fleet in sorted({r.fleet.name for r in sim.devices}):
+        threshold = thresholds.get(fleet)
+        series = [(round(t - t0, 2), value, model) for t, f, value, model in points if f == fleet]
+        over = [t for t, value, _ in series if threshold is not None and value > threshold]
+        out[fleet] = {
+            "threshold": threshold, "max_psi": max((v for _, v, _ in series), default=None),
+            "alarm": bool(over), "first_alarm_s": over[0] if over else None,
+            "models": sorted({m for _, _, m in series}), "timeline": [(t, v) for t, v, _ in series],
+        }  # fmt: skip
+    return out
 
 
 def _timeline(sim: Simulation) -> dict[str, list[tuple[float, float]]]:
@@ -252,7 +286,8 @@ def _figure(path: Path, title: str, xlabel: str, ylabel: str) -> Iterator[Any]:
 
 
 def _plots(report: dict[str, Any], out: Path, sim: Simulation) -> list[Path]:
-    paths = [out / "accuracy_vs_bytes.png", out / "latency_cdf.png", out / "escalation_rate.png"]
+    paths = [out / "accuracy_vs_bytes.png", out / "latency_cdf.png", out / "escalation_rate.png",
+             out / "drift_psi.png"]  # fmt: skip
     with _figure(paths[0], "Accuracy vs bytes sent, per fleet and mode", "bytes sent / bytes of raw offload",
                  "accuracy against labels (%)") as ax:  # fmt: skip
         for f in report["fleets"]:
@@ -279,6 +314,17 @@ def _plots(report: dict[str, Any], out: Path, sim: Simulation) -> list[Path]:
         for name, points in report["escalation_timeline"].items():
             if points:
                 ax.plot([p[0] for p in points], [p[1] * 100 for p in points], label=name, marker=".")
+
+    with _figure(paths[3], f"Input drift (PSI) per fleet{drift}", "seconds since the first PSI",
+                 "population stability index") as ax:  # fmt: skip
+        thresholds = set()
+        for name, fleet in report["drift"].items():
+            if fleet["timeline"]:
+                ax.plot([p[0] for p in fleet["timeline"]], [p[1] for p in fleet["timeline"]], label=name, marker=".")
+            if fleet["threshold"] is not None:
+                thresholds.add(fleet["threshold"])
+        for threshold in thresholds:
+            ax.axhline(threshold, color="red", linestyle="--", linewidth=1)
     return paths
 
 
@@ -320,6 +366,20 @@ def books_line(report: dict[str, Any]) -> str:
     )
 
 
+def drift_line(report: dict[str, Any]) -> str:
+    parts = []
+    for name, fleet in report["drift"].items():
+        if fleet["max_psi"] is None:
+            parts.append(f"{name} -")
+        elif fleet["alarm"]:
+            parts.append(
+                f"{name} {fleet['max_psi']:.2f} ALARM (over {fleet['threshold']} at {fleet['first_alarm_s']:.0f} s)"
+            )
+        else:
+            parts.append(f"{name} {fleet['max_psi']:.2f}")
+    return "Input drift, highest PSI per fleet: " + ", ".join(parts) + "."
+
+
 def markdown(report: dict[str, Any], plots: list[str]) -> str:
     lines = [
         "# domicile simulate: report",
@@ -336,6 +396,8 @@ def markdown(report: dict[str, Any], plots: list[str]) -> str:
     lines += [
         "",
         books_line(report),
+        "",
+        drift_line(report),
         "",
         f"Duplicates suppressed by the aggregate function: {report['duplicates_suppressed']}. "
         f"Injected residency violations: {b['injected_violations']}, quarantined: {b['injected_quarantined']}.",
@@ -358,6 +420,7 @@ def print_summary(report: dict[str, Any], paths: list[Path]) -> None:
         table.add_row(*row)
     console.print(table)
     console.print(books_line(report))
+    console.print(drift_line(report))
     console.print(
         f"{report['throughput_per_s']:.0f} inferences/s aggregated over {report['seconds']:.1f} s; "
         f"duplicates suppressed: {report['duplicates_suppressed']}; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -87,6 +88,7 @@ class Simulation:
         self.cdk_out = cdk_out
         self.out = out
         self.log_dir = out / "logs"
+        shutil.rmtree(self.log_dir, ignore_errors=True)  # the report reads these logs: only this run's
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stop_event = threading.Event()  # the whole pipeline
         self.devices_stop = threading.Event()  # the devices only (Ctrl-C: stop them, drain the rest)
@@ -397,9 +399,19 @@ class Simulation:
         return True
 
     def drain(self) -> bool:
+        """Wait for the pipeline to go idle; give up after `drain_timeout_s` without progress (or 10 minutes).
+
+        Progress (another aggregated envelope) restarts the clock, so a slow or busy machine drains late
+        rather than being reported as stuck.
+        """
+        hard_stop = time.monotonic() + 600
         deadline = time.monotonic() + self.options.drain_timeout_s
+        done = len(self.ledger.completions)
         quiet_since = None
-        while time.monotonic() < deadline:
+        while time.monotonic() < min(deadline, hard_stop):
+            if len(self.ledger.completions) != done:
+                done = len(self.ledger.completions)
+                deadline = time.monotonic() + self.options.drain_timeout_s
             idle = self.busy == 0 and self.source_queues_empty()
             if idle:
                 quiet_since = quiet_since or time.monotonic()

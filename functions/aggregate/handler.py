@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -23,8 +23,10 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domicile.aggregate_store import AggregateStore
+from domicile.drift import MIN_CASES, InputBaseline, psi
 from domicile.envelope import ResultEnvelope, parse_envelope
 from domicile.errors import InputError
+from domicile.manifest import load_manifest
 from domicile.residency import Quarantine, ResidencyPolicy
 from domicile.settings import load_aggregate_settings
 from functions.residency_gate import hold_if_foreign
@@ -44,6 +46,11 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, bo
 idempotency = IdempotencyConfig(
     event_key_jmespath="message_id", expires_after_seconds=settings.idempotency_ttl_s, raise_on_no_idempotency_key=True
 )
+# Drift baselines of the models this deployment knows, by "name@version" (the aggregates' model key).
+baselines: dict[str, InputBaseline] = {}
+if settings.model_dir is not None:
+    baselines = {f"{e.name}@{e.version}": e.baseline for e in load_manifest(settings.model_dir).models.values()
+                 if e.baseline is not None}  # fmt: skip
 # A batch where every record is bad is answered like any other: each record named as failed.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -87,6 +94,30 @@ def record_handler(record: SQSRecord) -> None:
         return
     metrics.add_metric(name="EnvelopesAggregated", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ResultsAggregated", unit=MetricUnit.Count, value=outcome["results"])
+    model = f"{envelope.model.name}@{envelope.model.version}"
+    if envelope.payload.input_bins is not None and model in baselines:
+        _drift_keys.add((envelope.fleet, model, envelope.produced_at.strftime("%Y-%m-%dT%H")))
+
+
+# (fleet, model, hour) histograms this batch added to: their PSI is reported once, after the batch.
+_drift_keys: set[tuple[str, str, str]] = set()
+
+
+def report_drift() -> None:
+    """PSI of each fleet's inputs this hour against the model's training inputs, as `ModelDrift` per fleet."""
+    for fleet, model, hour in sorted(_drift_keys):
+        baseline = baselines[model]
+        counts = store.input_histogram(fleet, model, hour, len(baseline.expected))
+        if sum(counts) < MIN_CASES:
+            continue  # too few cases for a verdict
+        value = round(psi(counts, baseline.expected), 4)
+        # One dimension, the fleet: the alarm per fleet matches it exactly, and cardinality stays low.
+        with single_metric(name="ModelDrift", unit=MetricUnit.NoUnit, value=value, namespace="Domicile",
+                           default_dimensions={"Fleet": fleet}) as metric:  # fmt: skip
+            metric.add_metadata(key="model", value=model)
+            metric.add_metadata(key="hour", value=hour)
+            metric.add_metadata(key="cases", value=sum(counts))
+    _drift_keys.clear()
 
 
 @logger.inject_lambda_context
@@ -94,6 +125,9 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    _drift_keys.clear()
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
     )
+    report_drift()
+    return dict(response)

@@ -1,10 +1,15 @@
-"""In-region aggregation: the aggregate function on the results queue, its tables and archive."""
+"""In-region aggregation: the aggregate function on the results queue, its tables and archive.
+
+It also measures input drift (PSI against each model's training inputs, see domicile.drift) as the
+`ModelDrift` metric per fleet; one alarm per fleet fires above the threshold.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -14,6 +19,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from domicile.drift import DRIFT_THRESHOLD
 from infra.bundling import python_function_code
 from infra.constructs.nag import suppress_lambda_defaults
 
@@ -30,6 +36,8 @@ class AggregationProps:
     results_queue: sqs.IQueue
     timeout: Duration
     allowed_regions: tuple[str, ...]
+    fleets: tuple[str, ...] = ()  # fleets homed here: one drift alarm each
+    drift_threshold: float = DRIFT_THRESHOLD
 
 
 class Aggregation(Construct):
@@ -78,6 +86,7 @@ class Aggregation(Construct):
                 "IDEMPOTENCY_TABLE": self.idempotency.table_name,
                 "ARCHIVE_BUCKET": props.bucket.bucket_name,
                 "ALLOWED_REGIONS": ",".join(props.allowed_regions),
+                "MODEL_DIR": "/var/task/models",  # the manifest's drift baselines
                 "POWERTOOLS_SERVICE_NAME": "domicile-aggregate",
                 "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
             },
@@ -101,3 +110,19 @@ class Aggregation(Construct):
                 {"regex": "/^Resource::<.*(Aggregates|Idempotency).*\\.Arn>/index/\\*$/g"},
             ],
         )
+
+        self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
+        for fleet in props.fleets:
+            metric = cloudwatch.Metric(
+                namespace="Domicile", metric_name="ModelDrift", dimensions_map={"Fleet": fleet},
+                statistic="Maximum", period=Duration.minutes(5),
+            )  # fmt: skip
+            self.drift_alarms[fleet] = metric.create_alarm(
+                self,
+                f"Drift{''.join(p.capitalize() for p in fleet.split('-'))}",
+                alarm_description=f"Inputs of fleet {fleet} drifted from the model's training inputs (PSI)",
+                threshold=props.drift_threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )

@@ -71,6 +71,7 @@ class RegionalStack(Stack):
                 results_queue=self.results.queue,
                 timeout=FUNCTION_TIMEOUT,
                 allowed_regions=topology.regions_of(self.jurisdiction),
+                fleets=tuple(f.name for f in topology.fleets_in(region)),
             ),
         )
         self.routing = Routing(

@@ -138,11 +138,18 @@ def test_the_default_cli_run_prints_the_summary_and_writes_every_report_file(tmp
     assert f"Books balance: published {cases} = aggregated {cases} + quarantined 0 + in DLQ 0." in result.stdout
     for fleet in topology.fleets:
         assert fleet in result.stdout
-    for name in ("report.json", "report.md", "accuracy_vs_bytes.png", "latency_cdf.png", "escalation_rate.png"):
+    for name in (
+        "report.json",
+        "report.md",
+        "accuracy_vs_bytes.png",
+        "latency_cdf.png",
+        "escalation_rate.png",
+        "drift_psi.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     report = json.loads((out / "report.json").read_text())
     assert {"seconds", "throughput_per_s", "drained", "interrupted", "options", "fleets", "books", "metrics",
-            "duplicates_suppressed", "stages", "escalation_timeline"} <= set(report)  # fmt: skip
+            "duplicates_suppressed", "stages", "escalation_timeline", "drift"} <= set(report)  # fmt: skip
     assert {f["fleet"] for f in report["fleets"]} == set(topology.fleets)
     for fleet in report["fleets"]:
         assert set(fleet) >= FLEET_FIELDS, FLEET_FIELDS - set(fleet)
@@ -160,7 +167,30 @@ def test_the_default_cli_run_prints_the_summary_and_writes_every_report_file(tmp
     assert split["accuracy"] >= 0.95  # the deep model's own accuracy (98% on the test split), not the edge's
     assert report["stages"]["handlers"]["domicile-eu-central-1/" + _split_tail_id(out)]["invocations"] >= 300
     assert set(report["stages"]) == {"rules", "handlers"}
+    # no drift in the held-out digits: PSI measured for every fleet whose answers carry input bins, no alarm
+    for name, fleet in report["drift"].items():
+        assert not fleet["alarm"], (name, fleet["max_psi"])
+        if name != "hamburg-lab":  # split answers come from the tail, which never sees the input
+            assert fleet["threshold"] == 0.2 and fleet["max_psi"] is not None and fleet["max_psi"] < 0.2
     assert "Books balance" in (out / "report.md").read_text()
+
+
+def test_a_fading_sensor_fires_the_drift_alarm_of_every_fleet_that_reports_psi(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "domicile.cli", "simulate", "--drift", "--records", "300", "--devices", "1",
+         "--no-progress", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    drift = report["drift"]
+    for name in ("munich-line", "berlin-depot", "virginia-plant"):
+        assert drift[name]["alarm"] and drift[name]["max_psi"] > drift[name]["threshold"] == 0.2, name
+        assert drift[name]["timeline"] and drift[name]["first_alarm_s"] is not None
+    assert drift["munich-line"]["models"] == ["digits-edge@1.0.0"]  # the cloud model saw < 200 cases
+    assert "ALARM" in result.stdout and "Input drift" in (out / "report.md").read_text()
+    assert report["books"]["balanced"]
 
 
 def test_ctrl_c_writes_a_partial_report(tmp_path):

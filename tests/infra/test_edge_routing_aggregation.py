@@ -207,3 +207,21 @@ def test_a_split_fleet_whose_cut_was_never_partitioned_fails_synth_naming_the_ke
     placement = SPLIT.model_copy(update={"cut": "hidden3"})
     with pytest.raises(ConfigError, match=r"models\.digits-deep\.cut: .* no head at 'hidden3'; run `domicile split"):
         ModelArtifacts.split_head(placement, MODELS / "split")
+
+
+def test_one_drift_alarm_per_fleet_on_the_metric_the_aggregate_function_writes(template, region):
+    alarms = {
+        a["Properties"]["Dimensions"][0]["Value"]: a["Properties"]
+        for a in by_type(template, "AWS::CloudWatch::Alarm")
+        if a["Properties"].get("MetricName") == "ModelDrift"
+    }
+    assert set(alarms) == {f.name for f in TOPOLOGY.fleets_in(region)}
+    for fleet, alarm in alarms.items():
+        assert alarm["Namespace"] == "Domicile" and alarm["Dimensions"] == [{"Name": "Fleet", "Value": fleet}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0.2, "GreaterThanThreshold")
+        assert alarm["Statistic"] == "Maximum" and alarm["TreatMissingData"] == "notBreaching"
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": "functions.aggregate.handler.handler",
+         "Environment": {"Variables": Match.object_like({"MODEL_DIR": "/var/task/models"})}},
+    )  # fmt: skip

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from typing import Any
 
 import boto3
 import pytest
@@ -146,3 +147,40 @@ def test_bad_escalation_raises_for_lambda_to_retry_then_dead_letter(lambda_conte
     del event["payload"]["features"]
     with pytest.raises(InputError, match=r"payload\.features"):
         iot_escalate.handler(event, lambda_context)
+
+
+def _envelope_with_bins(fleet: str, bins: list[int], n: int) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(copy.deepcopy(load_event("sqs-results.json")["Records"][0])["body"])
+    body.update(message_id=f"00000000-0000-4000-8000-{n:012d}", fleet=fleet, device=f"{fleet}-0")
+    body["payload"] = {"source": "edge", "case_ids": [f"c{i}" for i in range(len(bins))],
+                       "labels": ["3"] * len(bins), "confidence": [0.9] * len(bins), "input_bins": bins}  # fmt: skip
+    return body
+
+
+def _drift_metrics(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{") and '"ModelDrift"' in line]
+
+
+def test_drift_is_reported_per_fleet_once_enough_cases_arrived(aggregate, lambda_context, capsys):
+    from domicile.drift import MIN_CASES, psi
+    from domicile.manifest import load_manifest
+    from tests.conftest import MODELS
+
+    BASELINE = load_manifest(MODELS).models["digits-edge"].baseline
+    assert BASELINE is not None
+
+    record = load_event("sqs-results.json")["Records"][0]
+    skewed = [0] * 150  # every case in the lowest decile: a sensor that faded
+    stable = [i % 10 for i in range(150)]  # every decile alike: what the model learnt
+    for n, (fleet, bins) in enumerate([("faded", skewed), ("steady", stable), ("faded", skewed), ("steady", stable)]):
+        body = json.dumps(_envelope_with_bins(fleet, bins, n))
+        aggregate.handler({"Records": [{**record, "messageId": f"m{n}", "body": body}]}, lambda_context)
+        if n == 1:  # 150 cases a fleet so far: below MIN_CASES, no verdict yet
+            assert MIN_CASES > 150 and _drift_metrics(capsys.readouterr().out) == []
+    reported = {m["Fleet"]: m for m in _drift_metrics(capsys.readouterr().out)}
+    assert set(reported) == {"faded", "steady"}
+    assert reported["faded"]["ModelDrift"] == [pytest.approx(psi([300] + [0] * 9, BASELINE.expected), abs=1e-4)]
+    assert reported["faded"]["ModelDrift"][0] > 2.0 and reported["steady"]["ModelDrift"][0] < 0.1
+    assert reported["faded"]["model"] == "digits-edge@1.0.0" and reported["faded"]["cases"] == 300
+    (directive,) = reported["faded"]["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["Fleet"]]  # exactly what the per-fleet alarm watches

@@ -140,7 +140,15 @@ def test_results_are_compact(runtime, tmp_path):
     device.infer(ids(1), TEST.x[:1])
     device.close()
     body = json.loads(recorder.sent[0][1])
-    assert set(body["payload"]) == {"source", "escalated", "case_ids", "labels", "confidence", "latency_ms"}
+    assert set(body["payload"]) == {
+        "source",
+        "escalated",
+        "case_ids",
+        "labels",
+        "confidence",
+        "latency_ms",
+        "input_bins",
+    }
     assert isinstance(parse_envelope(recorder.sent[0][1]), ResultEnvelope)
 
 
