@@ -13,6 +13,11 @@ from domicile.manifest import DEFAULT_MODEL_DIR
 EXAMPLES = """examples:
   domicile topology check                 validate domicile.toml and print what it deploys
   domicile models build --seed 7          rebuild the ONNX models and models/manifest.json
+  domicile models build --seed 8 --version 1.1.0   a new version of each model, not yet promoted
+  domicile models list                    every version and its stage (live, canary, previous)
+  domicile models promote digits-cloud 1.1.0 --stage canary   roll it out to a canary first
+  domicile models promote digits-cloud 1.1.0 --stage all      then everywhere
+  domicile models rollback digits-cloud   withdraw the canary, or go back to the previous live version
   domicile demo                           run the inference handlers on events/ (offline, moto)
   domicile simulate                       the whole app locally: devices, brokers, rules, handlers, report
   domicile simulate --records 100 --drift --offline munich-line=3 --inject-violations 5
@@ -37,14 +42,49 @@ def _topology_check(args: argparse.Namespace) -> int:
 
 def _models_build(args: argparse.Namespace) -> int:
     from domicile.modelbuild import build_all
+    from domicile.registry import stage_of
     from domicile.topology import load_topology
 
-    manifest = build_all(Path(args.out), args.seed, load_topology(args.topology))
-    for entry in manifest.models.values():
+    manifest = build_all(Path(args.out), args.seed, load_topology(args.topology), args.version)
+    for name, versions in sorted(manifest.versions.items()):
+        entry = versions[args.version] if args.version else manifest.models[name]
         print(
             f"{entry.name} {entry.version}: {entry.size_bytes} bytes, test accuracy "
-            f"{entry.metrics.test_accuracy:.4f}, sha256 {entry.sha256[:16]}..."
+            f"{entry.metrics.test_accuracy:.4f}, sha256 {entry.sha256[:16]}... "
+            f"({stage_of(manifest, name, entry.version)})"
         )
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from domicile.manifest import load_manifest
+    from domicile.registry import listing
+
+    rows = [("model", "version", "stage", "sha256", "bytes", "test acc.", "jurisdictions"), *listing(
+        load_manifest(Path(args.models)))]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _models_promote(args: argparse.Namespace) -> int:
+    from domicile.registry import Stage, promote
+    from domicile.topology import load_topology
+
+    manifest = promote(Path(args.models), args.name, args.version, Stage(args.stage), load_topology(args.topology))
+    stages = manifest.stages[args.name]
+    where = "the canary (the next `cdk deploy` rolls it out; devices in stages)" if stages.canary else "live"
+    print(f"{args.name} {args.version} is now {where}; live {stages.live}"
+          + (f", canary {stages.canary}" if stages.canary else ""))  # fmt: skip
+    return 0
+
+
+def _models_rollback(args: argparse.Namespace) -> int:
+    from domicile.registry import rollback
+
+    _, said = rollback(Path(args.models), args.name)
+    print(said + " (after the next `cdk deploy`)")
     return 0
 
 
@@ -183,7 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="output folder (default: models/)")
     build.add_argument("--topology", help="topology file (default: domicile.toml)")
+    build.add_argument("--version", help="build as this version (default: the recipe's); versions are immutable")
     build.set_defaults(run=_models_build)
+    listed = models.add_parser("list", help="every version in the registry and its stage")
+    listed.add_argument("--models", default=str(DEFAULT_MODEL_DIR), help="registry folder (default: models/)")
+    listed.set_defaults(run=_models_list)
+    prom = models.add_parser("promote", help="make a version the canary or live, after checking it")
+    prom.add_argument("name")
+    prom.add_argument("version")
+    prom.add_argument("--stage", choices=("canary", "all"), default="canary", help="canary (default) or all")
+    prom.add_argument("--models", default=str(DEFAULT_MODEL_DIR), help="registry folder (default: models/)")
+    prom.add_argument("--topology", help="topology file (default: domicile.toml)")
+    prom.set_defaults(run=_models_promote)
+    back = models.add_parser("rollback", help="withdraw the canary, or return to the previous live version")
+    back.add_argument("name")
+    back.add_argument("--models", default=str(DEFAULT_MODEL_DIR), help="registry folder (default: models/)")
+    back.set_defaults(run=_models_rollback)
 
     residency = commands.add_parser("residency", help="data residency").add_subparsers(dest="action", required=True)
     flows = residency.add_parser("report", help="list every data flow of the synthesized templates")

@@ -1,11 +1,18 @@
-"""The model manifest: what each built model is, where its file is and its sha256."""
+"""The model registry (models/manifest.json): every version of every model, and which one is deployed.
+
+Per model: its versions (each with file, sha256, metrics, training-data fingerprint, drift
+baseline and allowed jurisdictions) and its stages: `live` (served everywhere), an optional
+`canary` (what the next `cdk deploy` rolls out first: CodeDeploy's canary in the cloud, the staged
+Greengrass rollout on devices) and the `history` of earlier live versions that `rollback` returns to.
+Versions are immutable: a rebuild that gives other bytes needs a new version.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from domicile.drift import InputBaseline
 from domicile.errors import ConfigError
@@ -66,12 +73,49 @@ class ModelEntry(_Frozen):
         return self.input.shape[-1]
 
 
+class Stages(_Frozen):
+    live: str
+    canary: str | None = None
+    history: tuple[str, ...] = ()  # earlier live versions, oldest first
+
+    @property
+    def deployed(self) -> str:
+        """What a deployment built from this registry serves (the canary while there is one)."""
+        return self.canary or self.live
+
+
 class Manifest(_Frozen):
-    schema_version: int = 1
-    models: dict[str, ModelEntry]
+    schema_version: int = 2
+    versions: dict[str, dict[str, ModelEntry]]
+    stages: dict[str, Stages]
+
+    @model_validator(mode="after")
+    def _stages_name_versions(self) -> Manifest:
+        for name, stages in self.stages.items():
+            known = self.versions.get(name, {})
+            for version in (stages.live, stages.canary, *stages.history):
+                if version is not None and version not in known:
+                    raise ValueError(f"stages.{name}: version {version} is not in versions.{name}")
+        missing = set(self.versions) - set(self.stages)
+        if missing:
+            raise ValueError(f"stages: no stages for {', '.join(sorted(missing))}")
+        return self
+
+    @property
+    def models(self) -> dict[str, ModelEntry]:
+        """The deployed version of each model."""
+        return {name: self.versions[name][stages.deployed] for name, stages in sorted(self.stages.items())}
 
     def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
+
+    def version(self, name: str, version: str) -> ModelEntry:
+        if name not in self.versions:
+            raise ConfigError(f"models.{name}: no such model; known: {', '.join(sorted(self.versions))}")
+        if version not in self.versions[name]:
+            known = ", ".join(sorted(self.versions[name]))
+            raise ConfigError(f"models.{name}: no version {version}; known: {known}")
+        return self.versions[name][version]
 
 
 def load_manifest(model_dir: Path | str | None = None) -> Manifest:

@@ -7,7 +7,10 @@ so callers send raw pixel values.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,18 @@ import numpy as np
 
 from domicile.datasets import CLASS_LABELS, N_FEATURES, DigitsSplits, load_digits_splits
 from domicile.drift import InputBaseline
-from domicile.manifest import EscalationPolicy, Manifest, ModelEntry, ModelMetrics, TensorSpec, write_manifest
+from domicile.errors import ConfigError
+from domicile.manifest import (
+    MANIFEST_FILE,
+    EscalationPolicy,
+    Manifest,
+    ModelEntry,
+    ModelMetrics,
+    Stages,
+    TensorSpec,
+    load_manifest,
+    write_manifest,
+)
 from domicile.topology import ModelRole, Topology, load_topology
 
 TARGET_OPSET = 17
@@ -134,11 +148,32 @@ def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, o
     )
 
 
-def build_all(out_dir: Path, seed: int, topology: Topology | None = None) -> Manifest:
+def build_all(out_dir: Path, seed: int, topology: Topology | None = None, version: str | None = None) -> Manifest:
+    """Build every model as `version` (default: its recipe's) into the registry in `out_dir`.
+
+    A new version is added without being promoted (the first build of a model goes live). An
+    existing version must come out byte-identical: versions are immutable.
+    """
     topology = topology or load_topology()
     out_dir.mkdir(parents=True, exist_ok=True)
+    existing = load_manifest(out_dir) if (out_dir / MANIFEST_FILE).exists() else None
+    versions = {name: dict(v) for name, v in existing.versions.items()} if existing else {}
+    stages = dict(existing.stages) if existing else {}
     splits = load_digits_splits(seed)
-    entries = {r.name: build_model(r, splits, topology, out_dir) for r in RECIPES.values()}
-    manifest = Manifest(models=entries)
+    for recipe in RECIPES.values():
+        if version:
+            recipe = dataclasses.replace(recipe, version=version)
+        known = versions.get(recipe.name, {}).get(recipe.version)
+        with tempfile.TemporaryDirectory() as staging:  # a released file is never overwritten
+            entry = build_model(recipe, splits, topology, Path(staging))
+            if known is not None and known.sha256 != entry.sha256:
+                raise ConfigError(
+                    f"models.{recipe.name} {recipe.version} already exists with sha256 {known.sha256[:12]}; this "
+                    f"build gives {entry.sha256[:12]} (seed {seed}): build it as a new --version"
+                )
+            shutil.copyfile(Path(staging) / entry.file, out_dir / entry.file)
+        versions.setdefault(recipe.name, {})[recipe.version] = entry
+        stages.setdefault(recipe.name, Stages(live=recipe.version))
+    manifest = Manifest(versions=versions, stages=stages)
     write_manifest(manifest, out_dir)
     return manifest

@@ -49,8 +49,12 @@ idempotency = IdempotencyConfig(
 # Drift baselines of the models this deployment knows, by "name@version" (the aggregates' model key).
 baselines: dict[str, InputBaseline] = {}
 if settings.model_dir is not None:
-    baselines = {f"{e.name}@{e.version}": e.baseline for e in load_manifest(settings.model_dir).models.values()
-                 if e.baseline is not None}  # fmt: skip
+    baselines = {
+        f"{e.name}@{e.version}": e.baseline
+        for versions in load_manifest(settings.model_dir).versions.values()
+        for e in versions.values()
+        if e.baseline is not None
+    }  # every version: a fleet may still run the last one
 # A batch where every record is bad is answered like any other: each record named as failed.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
