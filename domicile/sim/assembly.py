@@ -69,6 +69,9 @@ class StackView:
             text = arg if isinstance(arg, str) else arg[0]
             return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.resolve({"Ref": m.group(1)} if "." not in m.group(1)
                           else {"Fn::GetAtt": m.group(1).split(".", 1)})), text)  # fmt: skip
+        if fn == "Fn::Split":
+            sep, text = arg
+            return str(self.resolve(text)).split(sep)
         if fn == "Fn::Select":
             index, items = arg
             return self.resolve(items)[int(index)]
@@ -143,9 +146,19 @@ def create_resources(stack: StackView, session: Any) -> None:
     for lid in stack.resources("AWS::Lambda::Function"):
         name = f"{stack.name}-{lid}"[:64]
         stack.physical[lid] = {"Ref": name, "Arn": f"arn:aws:lambda:{stack.region}:{ACCOUNT}:function:{name}"}
+    for lid, alias in stack.resources("AWS::Lambda::Alias").items():
+        arn = f"{stack.physical[alias['Properties']['FunctionName']['Ref']]['Arn']}:{alias['Properties']['Name']}"
+        stack.physical[lid] = {"Ref": arn, "Arn": arn}
     for lid, rule in stack.resources("AWS::IoT::TopicRule").items():
         name = rule["Properties"].get("RuleName", lid)
         stack.physical[lid] = {"Ref": name, "Arn": f"arn:aws:iot:{stack.region}:{ACCOUNT}:rule/{name}"}
+
+
+def function_arn(name_or_arn: str, region: str) -> str:
+    """The unqualified ARN of a function given by name, ARN, or either with an alias or version qualifier."""
+    if name_or_arn.startswith("arn:"):
+        return ":".join(name_or_arn.split(":")[:7])
+    return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name_or_arn.split(':')[0]}"
 
 
 def functions_of(stack: StackView, cdk_out: Path) -> dict[str, Function]:

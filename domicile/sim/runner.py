@@ -16,7 +16,15 @@ from typing import Any
 
 from domicile.edge.topics import topic_filter
 from domicile.errors import ConfigError
-from domicile.sim.assembly import ACCOUNT, Function, StackView, create_resources, functions_of, load_stacks
+from domicile.sim.assembly import (
+    ACCOUNT,
+    Function,
+    StackView,
+    create_resources,
+    function_arn,
+    functions_of,
+    load_stacks,
+)
 from domicile.sim.devices import DeviceRun, build_devices
 from domicile.sim.rules import LocalRule, rules_of, run_rule
 from domicile.sim.services import Services, start_amqtt, start_moto
@@ -145,7 +153,7 @@ class Simulation:
     def _wire_event_sources(self, stack: StackView) -> None:
         for resource in stack.resources("AWS::Lambda::EventSourceMapping").values():
             props = stack.resolve(resource["Properties"])
-            arn = stack.physical.get(resource["Properties"]["FunctionName"]["Ref"], {}).get("Arn", "")
+            arn = function_arn(str(props["FunctionName"]), stack.region)
             worker = self.workers.get(arn)
             if worker is None:
                 continue
@@ -211,7 +219,8 @@ class Simulation:
         def send_sqs(url: str, body: str) -> None:
             sqs.send_message(QueueUrl=self._queue_url(url.rsplit("/", 1)[-1], stack), MessageBody=body)
 
-        def invoke_async(arn: str, event: Any) -> None:
+        def invoke_async(target: str, event: Any) -> None:
+            arn = function_arn(target, stack.region)  # an alias runs its function's code
             worker = self.workers.get(arn)
             if worker is None:
                 raise RuntimeError(f"no function {arn}")
@@ -270,6 +279,7 @@ class Simulation:
         self.rule_clients.append(client)
 
     def _invoke_configs(self, stack: StackView) -> dict[str, dict[str, Any]]:
+        """Async invoke settings by function ARN (set on the alias or the function: the same code runs)."""
         configs = {}
         for resource in stack.resources("AWS::Lambda::EventInvokeConfig").values():
             props = stack.resolve(resource["Properties"])

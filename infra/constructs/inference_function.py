@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.bundling import python_function_code
+from infra.constructs.canary import CanaryRelease
 from infra.constructs.nag import suppress_lambda_defaults
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -41,6 +42,7 @@ class InferenceFunctionProps:
     escalation_dlq: sqs.IQueue
     allowed_regions: tuple[str, ...]
     split_cut: str | None = None  # set where split fleets live: the tensor the tail starts at
+    model_versions: str = ""  # the registry's deployed versions: a promotion makes new function versions
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     memory_mb: int = 1024
 
@@ -58,6 +60,7 @@ class InferenceFunction(Construct):
             "QUARANTINE_BUCKET": props.bucket.bucket_name,
             "INPUT_PREFIX": INPUT_PREFIX,
             "OUTPUT_PREFIX": OUTPUT_PREFIX,
+            "MODEL_VERSIONS": props.model_versions,
             "POWERTOOLS_SERVICE_NAME": "domicile-inference",
             "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -87,10 +90,11 @@ class InferenceFunction(Construct):
         self.http = function("Http", "functions.inference.http_api.handler", "OIP v2 inference over HTTP")
         self.sqs = function("Sqs", "functions.inference.sqs_batch.handler", "Batch inference of escalations")
         self.s3 = function("S3", "functions.inference.s3_batch.handler", "JSON-lines batch inference from S3")
+        self.releases: dict[str, CanaryRelease] = {}
 
-        self.url = self.http.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        self.url = self.live(self.http).add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
 
-        self.sqs.add_event_source(
+        self.live(self.sqs).add_event_source(
             sources.SqsEventSource(
                 props.request_queue,
                 batch_size=10,
@@ -102,7 +106,7 @@ class InferenceFunction(Construct):
 
         props.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
-            s3n.LambdaDestination(self.s3),
+            s3n.LambdaDestination(self.live(self.s3)),
             s3.NotificationKeyFilter(prefix=INPUT_PREFIX, suffix=".jsonl"),
         )
         props.bucket.grant_read(self.s3, f"{INPUT_PREFIX}*")
@@ -119,13 +123,23 @@ class InferenceFunction(Construct):
             rule_functions.append(self.split_tail)
         for fn in rule_functions:
             # IoT Core's rules invoke these asynchronously; what fails after the retries goes to the DLQ.
-            fn.configure_async_invoke(retry_attempts=2, on_failure=destinations.SqsDestination(props.escalation_dlq))
+            self.live(fn).configure_async_invoke(
+                retry_attempts=2, on_failure=destinations.SqsDestination(props.escalation_dlq)
+            )
             props.results_queue.grant_send_messages(fn)
         for fn in (self.sqs, *rule_functions):
             props.bucket.grant_put(fn, f"{QUARANTINE_PREFIX}*")  # residency violations, kept in-region
 
+        self.escalate_live = self.live(self.escalate)
+        self.split_tail_live = self.live(self.split_tail) if self.split_tail else None
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         for fn in (self.http, self.sqs, self.s3, *rule_functions):
             suppress_lambda_defaults(
                 fn, [{"regex": "/^Resource::<.*Bucket.*\\.Arn>/(incoming|results|quarantine)/\\*$/g"}]
             )
+
+    def live(self, fn: lambda_.Function) -> lambda_.Alias:
+        """The function's `live` alias (what every caller invokes), with its canary release; made once."""
+        if fn.node.id not in self.releases:
+            self.releases[fn.node.id] = CanaryRelease(self, f"{fn.node.id}Release", function=fn)
+        return self.releases[fn.node.id].alias

@@ -59,6 +59,7 @@ class RegionalStack(Stack):
                 escalation_dlq=self.escalation_dlq,
                 allowed_regions=topology.regions_of(self.jurisdiction),
                 split_cut=split_model.cut if split_model and has_split_fleets else None,
+                model_versions=",".join(f"{e.name}@{e.version}" for e in manifest.models.values()),
             ),
         )
         self.aggregation = Aggregation(
@@ -80,9 +81,9 @@ class RegionalStack(Stack):
             props=RoutingProps(
                 jurisdiction=self.jurisdiction,
                 results_queue=self.results.queue,
-                escalate_function=self.inference.escalate,
+                escalate_function=self.inference.escalate_live,
                 error_queue=self.routing_dlq,
-                split_function=self.inference.split_tail,
+                split_function=self.inference.split_tail_live,
             ),
         )
         edge_model = manifest.models[topology.model_for(ModelRole.EDGE).name]

@@ -164,7 +164,8 @@ def test_topic_rules_route_by_kind_with_error_actions(template, region):
         (tail_id,) = template.find_resources(
             "AWS::Lambda::Function", {"Properties": {"Handler": "functions.inference.split_tail.handler"}}
         )
-        assert split["Actions"][0]["Lambda"]["FunctionArn"] == {"Fn::GetAtt": [tail_id, "Arn"]}
+        (alias_id,) = template.find_resources("AWS::Lambda::Alias", {"Properties": {"FunctionName": {"Ref": tail_id}}})
+        assert split["Actions"][0]["Lambda"]["FunctionArn"] == {"Ref": alias_id}  # the tail's live alias
         tail = template.find_resources("AWS::Lambda::Function")[tail_id]["Properties"]
         assert tail["Environment"]["Variables"]["SPLIT_CUT"] == SPLIT.cut
     invoked = [p["Properties"]["FunctionName"] for p in by_type(template, "AWS::Lambda::Permission")
@@ -225,3 +226,37 @@ def test_one_drift_alarm_per_fleet_on_the_metric_the_aggregate_function_writes(t
         {"Handler": "functions.aggregate.handler.handler",
          "Environment": {"Variables": Match.object_like({"MODEL_DIR": "/var/task/models"})}},
     )  # fmt: skip
+
+
+def test_every_inference_function_rolls_out_as_a_canary_with_alarms_and_automatic_rollback(template, region):
+    functions = template.find_resources("AWS::Lambda::Function")
+    inference = {lid for lid, f in functions.items()
+                 if f["Properties"].get("Handler", "").startswith("functions.inference.")}  # fmt: skip
+    aliases = {a["Properties"]["FunctionName"]["Ref"]: lid
+               for lid, a in template.find_resources("AWS::Lambda::Alias").items()}  # fmt: skip
+    assert set(aliases) == inference and all(
+        template.find_resources("AWS::Lambda::Alias")[lid]["Properties"]["Name"] == "live" for lid in aliases.values()
+    )
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    groups = list(template.find_resources("AWS::CodeDeploy::DeploymentGroup").values())
+    assert len(groups) == len(inference)
+    for group in groups:
+        props = group["Properties"]
+        assert props["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+        assert set(props["AutoRollbackConfiguration"]["Events"]) == {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"}
+        watched = [alarms[a["Name"]["Ref"]]["Properties"] for a in props["AlarmConfiguration"]["Alarms"]]
+        assert sorted((a["MetricName"], a.get("Statistic") or a.get("ExtendedStatistic")) for a in watched) == [
+            ("Duration", "p99"), ("Errors", "Sum")]  # fmt: skip
+        assert all(any(d["Name"] == "Resource" for d in a["Dimensions"]) for a in watched)  # the alias' metrics
+    # callers invoke the alias, never $LATEST
+    rules = by_type(template, "AWS::IoT::TopicRule")
+    for rule in rules:
+        action = rule["Properties"]["TopicRulePayload"]["Actions"][0]
+        if "Lambda" in action:
+            assert action["Lambda"]["FunctionArn"]["Ref"] in aliases.values()
+    (url,) = by_type(template, "AWS::Lambda::Url")
+    assert url["Properties"]["Qualifier"] == "live"
+    # the registry's deployed model versions are part of each function's configuration, so of its version
+    deployed = ",".join(f"{e.name}@{e.version}" for e in load_manifest(MODELS).models.values())
+    for lid in inference:
+        assert functions[lid]["Properties"]["Environment"]["Variables"]["MODEL_VERSIONS"] == deployed
