@@ -56,12 +56,36 @@ class ModelRuntime:
         self._options.intra_op_num_threads = intra_op_threads
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
+        self._pinned: dict[str, ModelEntry] = {}  # a name served by another version than the deployed one
 
     def entry(self, name: str) -> ModelEntry:
-        entry = self.manifest.get(name)
+        entry = self._pinned.get(name) or self.manifest.get(name)
         if entry is None:
             raise ModelNotFoundError(name, list(self.manifest.models))
         return entry
+
+    def load_or_fall_back(self, name: str) -> str | None:
+        """Load the deployed version; if it will not load, the newest earlier version that does.
+
+        Returns None when the deployed version loaded, else what happened (for the device to report).
+        A device mid-rollout keeps answering with the model it had rather than stopping.
+        """
+        try:
+            self.session(name)
+            return None
+        except (ModelIntegrityError, OSError, RuntimeError) as exc:  # hash mismatch, missing file, ORT load error
+            failed, reason = self.entry(name), f"{type(exc).__name__}: {exc}"
+        stages = self.manifest.stages[name]
+        earlier = ([stages.live] if stages.canary else []) + list(reversed(stages.history))
+        for version in earlier:
+            self._pinned[name] = self.manifest.versions[name][version]
+            try:
+                self.session(name)
+            except (ModelIntegrityError, OSError, RuntimeError):
+                continue
+            return f"{name} {failed.version} failed to load ({reason}); serving {version}"
+        self._pinned.pop(name, None)
+        raise ModelIntegrityError(f"{name} {failed.version} failed to load and no earlier version loads: {reason}")
 
     def session(self, name: str) -> ort.InferenceSession:
         session = self._sessions.get(name)

@@ -48,9 +48,13 @@ class DeviceStats:
     envelopes: int = 0
     bytes_sent: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    model: str = ""  # name@version actually serving
+    model_fallback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "model": self.model,
+            "model_fallback": self.model_fallback,
             "inferences": self.inferences,
             "kept": self.kept,
             "escalated": self.escalated,
@@ -85,6 +89,7 @@ class EdgeDevice:
         self.forward = forward
         self.split = split
         self.threshold = 0.0
+        self.model_fallback: str | None = None  # what went wrong with the deployed model, if anything
         if mode is FleetMode.SPLIT:
             if split is None:
                 raise ConfigError(f"fleets.{identity.fleet}.mode: split needs the split model's head on the device")
@@ -92,16 +97,20 @@ class EdgeDevice:
         else:
             if runtime is None:
                 raise ConfigError(f"fleets.{identity.fleet}.mode: {mode.value} needs the edge model's runtime")
-            self.runtime, self.entry = runtime, runtime.entry(model_name)
+            self.runtime = runtime
+            if mode is not FleetMode.CLOUD_ONLY:
+                # Hash-check and load now: a bad model fails at start, not mid-stream; a device keeps
+                # serving the previous version when the new one will not load, and says so.
+                self.model_fallback = runtime.load_or_fall_back(model_name)
+            self.entry = runtime.entry(model_name)
             self.n_features = self.entry.n_features
             if threshold is None:
                 threshold = self.entry.escalation.threshold if self.entry.escalation else 0.0
             self.threshold = threshold
             self.model_ref = ModelRef(name=self.entry.name, version=self.entry.version, sha256=self.entry.sha256)
-            if mode is not FleetMode.CLOUD_ONLY:
-                runtime.session(model_name)  # hash-check and load now: a bad model fails at start, not mid-stream
         self.packer = ResultPacker(self._result_envelope, max_envelope_bytes, max_delay_s, clock)
-        self.stats = DeviceStats()
+        self.stats = DeviceStats(model=f"{self.model_ref.name}@{self.model_ref.version}",
+                                 model_fallback=self.model_fallback)  # fmt: skip
         self._lock = threading.Lock()
 
     def _header(self) -> dict[str, Any]:

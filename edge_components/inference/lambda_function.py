@@ -22,6 +22,8 @@ TICK_S = 0.2
 
 settings = load_edge_settings()
 device = build_device(settings, GreengrassTransport())
+if device.model_fallback:  # in the component's log (CloudWatch via Greengrass); envelopes name the version served
+    logger.error("model fallback: %s", device.model_fallback)
 
 
 def _ticker() -> None:

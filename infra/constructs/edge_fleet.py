@@ -27,7 +27,7 @@ from constructs import Construct
 
 from domicile.edge.topics import ROOT as TOPIC_ROOT
 from domicile.errors import ConfigError
-from domicile.manifest import MANIFEST_FILE, ModelEntry
+from domicile.manifest import MANIFEST_FILE, ModelEntry, load_manifest
 from domicile.split.model import load_split_manifest
 from domicile.topology import Fleet, FleetMode, ModelPlacement
 from infra.bundling import EDGE_PACKAGE, PROJECT_ROOT, asset_hash, python_function_code
@@ -59,12 +59,18 @@ class ModelArtifacts:
     version: str
     sha256: str
     description: str
-    files: tuple[Path, ...]  # the model first, then its manifest
+    files: tuple[Path, ...]  # the model first, then a fallback version (if any), then its manifest
 
     @classmethod
     def edge(cls, model: ModelEntry, model_dir: Path) -> ModelArtifacts:
-        return cls(model.name, model.version, model.sha256, model.description,
-                   (model_dir / model.file, model_dir / MANIFEST_FILE))  # fmt: skip
+        """The deployed version, and the one before it: a device that cannot load the new one keeps that."""
+        registry = load_manifest(model_dir)
+        stages = registry.stages[model.name]
+        previous = stages.live if stages.canary else (stages.history[-1] if stages.history else None)
+        files = [model_dir / model.file]
+        if previous and previous != model.version:
+            files.append(model_dir / registry.versions[model.name][previous].file)
+        return cls(model.name, model.version, model.sha256, model.description, (*files, model_dir / MANIFEST_FILE))
 
     @classmethod
     def split_head(cls, placement: ModelPlacement, split_dir: Path) -> ModelArtifacts:

@@ -7,6 +7,7 @@ import json
 import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,64 @@ def test_a_registry_whose_stages_name_a_missing_version_is_refused(registry):
     (registry / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(ConfigError, match=r"stages\.digits-edge: version 7\.0\.0 is not in versions\.digits-edge"):
         load_manifest(registry)
+
+
+def _device(registry: Path, tmp_path: Path) -> Any:
+    from domicile.edge.device import EdgeDevice
+    from domicile.edge.forward import StoreAndForward
+    from domicile.edge.spool import Spool
+    from domicile.edge.topics import DeviceIdentity
+    from domicile.topology import FleetMode
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, bytes]] = []
+
+        def publish(self, topic: str, payload: bytes) -> None:
+            self.sent.append((topic, payload))
+
+        def close(self) -> None:
+            pass
+
+    identity = DeviceIdentity("munich-line-0", "munich-line", "eu", "eu-central-1")
+    return EdgeDevice(identity, ModelRuntime(registry), "digits-edge", FleetMode.EDGE_ONLY,
+                      StoreAndForward(Recorder(), Spool(tmp_path / "spool")))  # fmt: skip
+
+
+def test_a_device_that_cannot_load_the_new_model_keeps_serving_the_previous_one_and_says_so(registry, tmp_path):
+    from domicile.datasets import load_digits_splits
+    from domicile.envelope import parse_envelope
+
+    promote(registry, "digits-edge", "1.1.0", Stage.CANARY, TOPOLOGY)
+    assert _device(registry, tmp_path / "a").model_ref.version == "1.1.0"  # the canary loads: it serves
+    new = load_manifest(registry).versions["digits-edge"]["1.1.0"]
+    (registry / new.file).write_bytes((registry / new.file).read_bytes()[:-8])  # a truncated download
+    device = _device(registry, tmp_path / "b")
+    assert device.model_ref.version == "1.0.0"
+    assert device.model_fallback.startswith("digits-edge 1.1.0 failed to load (ModelIntegrityError")
+    assert device.model_fallback.endswith("serving 1.0.0")
+    assert device.stats.as_dict()["model_fallback"] == device.model_fallback
+    device.infer(["c0"], load_digits_splits().test.x[:1])
+    device.close()
+    (_, payload) = device.forward.transport.sent[-1]
+    assert parse_envelope(payload).model.version == "1.0.0"  # the cloud sees which version answered
+
+
+def test_a_device_with_no_loadable_version_fails_at_start(registry, tmp_path):
+    promote(registry, "digits-edge", "1.1.0", Stage.CANARY, TOPOLOGY)
+    manifest = load_manifest(registry)
+    for version in ("1.0.0", "1.1.0"):
+        (registry / manifest.versions["digits-edge"][version].file).write_bytes(b"not a model")
+    with pytest.raises(ModelIntegrityError, match=r"digits-edge 1\.1\.0 failed to load and no earlier version loads"):
+        _device(registry, tmp_path)
+
+
+def test_the_edge_model_component_ships_the_previous_version_for_that_fallback(registry):
+    from infra.constructs.edge_fleet import ModelArtifacts
+
+    promote(registry, "digits-edge", "1.1.0", Stage.CANARY, TOPOLOGY)
+    manifest = load_manifest(registry)
+    files = ModelArtifacts.edge(manifest.models["digits-edge"], registry).files
+    assert [f.name for f in files] == ["digits-edge-1.1.0.onnx", "digits-edge-1.0.0.onnx", "manifest.json"]
+    assert [f.name for f in ModelArtifacts.edge(manifest.versions["digits-edge"]["1.0.0"], MODELS).files] == [
+        "digits-edge-1.0.0.onnx", "manifest.json"]  # fmt: skip
