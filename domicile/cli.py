@@ -6,9 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from domicile.datasets import DEFAULT_SEED
-from domicile.errors import DomicileError
-from domicile.manifest import DEFAULT_MODEL_DIR
+from domicile.blas import pin_kernels
+
+pin_kernels()  # before numpy loads OpenBLAS: model builds must give the same bytes on any machine
+
+from domicile.datasets import DEFAULT_SEED  # noqa: E402
+from domicile.errors import DomicileError  # noqa: E402
+from domicile.manifest import DEFAULT_MODEL_DIR  # noqa: E402
 
 EXAMPLES = """examples:
   domicile topology check                 validate domicile.toml and print what it deploys

@@ -102,10 +102,10 @@ def choose_threshold(
 
 
 def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, out_dir: Path) -> ModelEntry:
-    from threadpoolctl import threadpool_limits
+    from domicile.blas import reproducible_blas
 
     estimator = recipe.estimator(splits.seed)
-    with threadpool_limits(1):  # BLAS sums in thread-count-dependent order: one thread, the same bytes anywhere
+    with reproducible_blas():  # the same kernels and one thread: the same bytes on any machine
         estimator.fit(splits.train.x, splits.train.y)
     blob = _to_onnx_bytes(estimator, recipe.name)
     file_name = f"{recipe.name}-{recipe.version}.onnx"

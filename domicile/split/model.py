@@ -115,10 +115,11 @@ def train(splits: DigitsSplits, max_iter: int = 60) -> Any:
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
-    from threadpoolctl import threadpool_limits
 
-    # One BLAS thread: summation order depends on the thread count, and the bytes must not.
-    with warnings.catch_warnings(), threadpool_limits(1):
+    from domicile.blas import reproducible_blas
+
+    # The same BLAS kernels on one thread: summation order depends on both, and the bytes must not.
+    with warnings.catch_warnings(), reproducible_blas():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed budget of epochs, on purpose
         estimator.fit(upscale(splits.train.x), splits.train.y)
     return estimator

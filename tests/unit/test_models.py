@@ -1,4 +1,8 @@
 import hashlib
+import os
+import platform
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -60,3 +64,16 @@ def test_splits_are_disjoint_and_stratified():
     assert sizes[0] == pytest.approx(0.6 * 1797, abs=2)
     for part in (splits.validation, splits.test):
         assert set(np.unique(part.y)) == set(range(10))
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="pinned on x86-64 only")
+def test_a_build_on_other_blas_kernels_is_refused_rather_than_giving_other_bytes(tmp_path):
+    # Nehalem's kernels run on every x86-64 CPU; the seed alone would give other bytes on them.
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Nehalem"}
+    result = subprocess.run(
+        [sys.executable, "-m", "domicile.cli", "models", "build", "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "OPENBLAS_CORETYPE: OpenBLAS runs its Nehalem kernels here" in result.stderr
+    assert not list(tmp_path.glob("*.onnx"))
