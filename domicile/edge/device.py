@@ -48,6 +48,7 @@ class DeviceStats:
     envelopes: int = 0
     bytes_sent: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0  # bad input cases refused with their field and reason (see domicile.edge.inputs)
     model: str = ""  # name@version actually serving
     model_fallback: str | None = None
 
@@ -61,6 +62,7 @@ class DeviceStats:
             "split": self.split,
             "envelopes": self.envelopes,
             "bytes_sent": self.bytes_sent,
+            "rejected": self.rejected,
         }
 
 

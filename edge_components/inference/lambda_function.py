@@ -2,7 +2,8 @@
 
 Greengrass starts it once, so the ORT session, the spool and the packer live for the process.
 Device data arrives as local publish/subscribe events on `domicile/local/<thing>/input`:
-`{"case_id": "...", "features": [64 numbers]}` or `{"cases": [{...}, ...]}`. A background thread
+`{"case_id": "...", "features": [64 numbers]}` or `{"cases": [{...}, ...]}`; a bad case is refused
+alone, with its field and reason (`domicile.edge.inputs`). A background thread
 sends result envelopes whose latency bound is up and replays the spool once the link is back.
 """
 
@@ -12,8 +13,8 @@ import logging
 import threading
 from typing import Any
 
+from domicile.edge.inputs import answer_device_input
 from domicile.edge.transport import GreengrassTransport
-from domicile.errors import InputError
 from edge_components.inference.build import build_device
 from edge_components.inference.settings import load_edge_settings
 
@@ -38,26 +39,8 @@ def _ticker() -> None:
 threading.Thread(target=_ticker, name="domicile-tick", daemon=True).start()
 
 
-def _cases(event: Any) -> tuple[list[str], list[Any]]:
-    if not isinstance(event, dict):
-        raise InputError("event", "must be a JSON object")
-    cases = event.get("cases", [event])
-    if not isinstance(cases, list) or not cases:
-        raise InputError("cases", "must be a non-empty array")
-    ids, rows = [], []
-    for i, case in enumerate(cases):
-        if not isinstance(case, dict) or not isinstance(case.get("case_id"), str):
-            raise InputError(f"cases[{i}].case_id", "is missing or not a string")
-        ids.append(case["case_id"])
-        rows.append(case.get("features"))
-    return ids, rows
-
-
 def function_handler(event: Any, context: Any) -> dict[str, Any]:
-    try:
-        ids, rows = _cases(event)
-        decisions = device.infer(ids, rows)
-    except InputError as err:
-        logger.warning("rejected device input: %s", err)
-        return {"error": err.to_dict()}
-    return {"decisions": decisions}
+    answer = answer_device_input(device, event)
+    for error in answer["errors"]:  # answered to the caller and logged: never dropped silently
+        logger.warning("rejected device input: %s: %s", error["field"], error["reason"])
+    return answer
