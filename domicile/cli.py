@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from domicile.blas import pin_kernels
 
@@ -25,6 +26,7 @@ EXAMPLES = """examples:
   domicile demo                           run the inference handlers on events/ (offline, moto)
   domicile simulate                       the whole app locally: devices, brokers, rules, handlers, report
   domicile simulate --records 100 --drift --offline munich-line=3 --inject-violations 5
+  domicile simulate --fault write-error=7 --fault aggregate-crash --fault duplicate=5 --fault reorder
   domicile residency report               every data flow of cdk.out, allowed or not (exit 1 if not)
   domicile residency report --json        the same as JSON, for a pipeline gate
   domicile split plan --network 3g --device-factor 100   where to cut the deep model, and why
@@ -116,6 +118,35 @@ def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+FAULTS = {  # --fault NAME[=N] -> the Faults field it sets, and its value without =N
+    "write-error": ("write_error_every", 7),
+    "aggregate-crash": ("aggregate_crashes", 1),
+    "duplicate": ("duplicate_every", 5),
+    "reorder": ("reorder", True),
+}
+
+
+def _faults(specs: list[str]) -> Any:
+    from domicile.sim.runner import Faults
+
+    values: dict[str, Any] = {}
+    for spec in specs:
+        name, _, number = spec.partition("=")
+        if name not in FAULTS:
+            raise DomicileError(f"--fault: unknown fault {name!r}; known: {', '.join(FAULTS)}")
+        field, default = FAULTS[name]
+        if isinstance(default, bool):
+            values[field] = True
+            continue
+        try:
+            values[field] = int(number) if number else default
+        except ValueError as exc:
+            raise DomicileError(f"--fault {name}: {number!r} is not a whole number") from exc
+        if values[field] < 1:
+            raise DomicileError(f"--fault {name}: needs a number of at least 1, got {values[field]}")
+    return Faults(**values)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from domicile.sim.main import simulate
     from domicile.sim.runner import SimOptions
@@ -138,7 +169,7 @@ def _simulate(args: argparse.Namespace) -> int:
         records=args.records, devices=args.devices, rate=args.rate, seed=args.seed,
         mode=FleetMode(args.mode) if args.mode else None, drift=args.drift, offline=offline,
         inject_violations=args.inject_violations, out=Path(args.out) if args.out else None, brokers=brokers,
-        progress=not args.no_progress,
+        progress=not args.no_progress, faults=_faults(args.fault),
     )  # fmt: skip
     report = simulate(topology, options)
     return 0 if report["books"]["balanced"] and not report["interrupted"] else 1
@@ -270,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send N messages claiming another jurisdiction (all must be quarantined)")  # fmt: skip
     sim.add_argument("--broker", action="append", default=[], metavar="REGION=URL",
                      help="use this MQTT broker for a region, e.g. eu-central-1=mqtt://127.0.0.1:1883")  # fmt: skip
+    sim.add_argument(
+        "--fault", action="append", default=[], metavar="NAME[=N]",
+        help="inject a fault (repeatable): write-error[=N] (the first DynamoDB write of one envelope in N fails "
+             "in the aggregate function; 7), aggregate-crash[=N] (each region's aggregate function dies after "
+             "writing half a batch, N times; 1), duplicate[=N] (every Nth message delivered twice; 5), reorder "
+             "(batches shuffled, some held back a round)",
+    )  # fmt: skip
     sim.add_argument("--out", help="report folder (default: runs/<timestamp>)")
     sim.add_argument("--topology", help="topology file (default: domicile.toml)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")

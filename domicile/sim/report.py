@@ -7,12 +7,13 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from domicile.sim.runner import Simulation
+from domicile.sim.runner import Faults, Simulation
 
 _EMF_METRICS = ("DuplicatesSuppressed", "ResidencyViolation", "BadInput", "EnvelopesAggregated", "Escalations")
 
@@ -86,6 +87,29 @@ def _quarantined(sim: Simulation) -> list[tuple[str, str]]:
                 except (json.JSONDecodeError, KeyError):
                     cases.append(("?", obj["Key"]))
     return cases
+
+
+def _counted_in_tables(sim: Simulation) -> int:
+    """Cases the aggregates tables count (every aggregate row's `count`): what DynamoDB itself says."""
+    total = 0
+    for stack in sim.stacks:
+        dynamodb = sim.client("dynamodb", stack.region)
+        for lid in stack.resources("AWS::DynamoDB::Table"):
+            if "Aggregates" not in lid:
+                continue
+            for page in dynamodb.get_paginator("scan").paginate(TableName=stack.physical[lid]["Ref"]):
+                for item in page["Items"]:
+                    if not item["pk"]["S"].startswith(("msg#", "drift#")):  # markers and histograms count nothing
+                        total += int(float(item.get("count", {"N": "0"})["N"]))
+    return total
+
+
+def _fault_counts(sim: Simulation, logs: list[dict[str, Any]]) -> dict[str, int]:
+    """What `--fault` injected, as the workers logged it and the runner counted it."""
+    counts = {"write_errors": sum(1 for r in logs if r.get("fault") == "write-error"),
+              "crashes": sum(w.crashes for w in sim.workers.values())}  # fmt: skip
+    return {**counts, "duplicates_delivered": sim.fault_counts["duplicates_delivered"],
+            "held_back": sim.fault_counts["held_back"]}  # fmt: skip
 
 
 def _dead_letters(sim: Simulation) -> tuple[int, list[tuple[str, str]]]:
@@ -174,6 +198,7 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
     published = sum(f["inferences"] for f in fleets) + sim.injected
     aggregated = sum(f["aggregated"] for f in fleets)
     on_devices = _still_on_devices(sim)
+    counted = _counted_in_tables(sim)
     difference = published - aggregated - len(quarantined) - len(dlq_cases) - len(on_devices)
     accounted = {c for _, c in quarantined + dlq_cases + on_devices} | {f"{d}/{c}" for d, c in completions}
     unaccounted = sorted(f"{r.identity.device}/{c}" for r in sim.devices for c in r.started)
@@ -182,7 +207,9 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
         "published": published, "aggregated": aggregated, "quarantined": len(quarantined),
         "in_dlq": len(dlq_cases), "dlq_messages": dlq_messages,
         "still_on_devices": len(on_devices), "difference": difference,
-        "balanced": difference == 0 and not unaccounted, "unaccounted_cases": unaccounted[:50],
+        "counted_in_tables": counted, "counted_twice": counted - aggregated,
+        "balanced": difference == 0 and not unaccounted and counted == aggregated,
+        "unaccounted_cases": unaccounted[:50],
         "injected_violations": sim.injected,
         "injected_quarantined": sum(1 for _, c in quarantined if "/violation-" in c),
     }  # fmt: skip
@@ -198,11 +225,15 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
         "throughput_per_s": aggregated / seconds if seconds else 0.0,
         "drained": drained,
         "interrupted": interrupted,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(sim.options).items()},
+        "options": {
+            k: (str(v) if isinstance(v, Path) else asdict(v) if isinstance(v, Faults) else v)
+            for k, v in vars(sim.options).items()
+        },
         "fleets": fleets,
         "books": books,
         "metrics": dict(metrics),
         "duplicates_suppressed": metrics.get("DuplicatesSuppressed", 0),
+        "faults": {"injected": sim.options.faults.describe(), **_fault_counts(sim, logs)},
         "stages": stages,
         "escalation_timeline": _timeline(sim),
         "drift": _drift(sim, logs),
@@ -362,7 +393,22 @@ def books_line(report: dict[str, Any]) -> str:
     return (
         f"Books do NOT balance: {equation} leaves a difference of {b['difference']}"
         + (f"; never accounted for: {named}" if named else "")
+        + (f"; the aggregates tables count {b['counted_in_tables']} cases" if b["counted_twice"] else "")
         + "."
+    )
+
+
+def faults_line(report: dict[str, Any]) -> str | None:
+    """What `--fault` injected, and whether the tables counted anything twice; None for a run without faults."""
+    faults = report["faults"]
+    if not faults["injected"]:
+        return None
+    b = report["books"]
+    return (
+        f"Faults injected: {faults['write_errors']} failed DynamoDB writes, {faults['crashes']} aggregate crashes "
+        f"mid-batch, {faults['duplicates_delivered']} duplicate deliveries, {faults['held_back']} messages held back; "
+        f"the aggregates tables count {b['counted_in_tables']} cases for {b['aggregated']} aggregated"
+        + (" (nothing counted twice)." if b["counted_twice"] == 0 else f" ({b['counted_twice']} counted twice!).")
     )
 
 
@@ -403,6 +449,8 @@ def markdown(report: dict[str, Any], plots: list[str]) -> str:
         f"Injected residency violations: {b['injected_violations']}, quarantined: {b['injected_quarantined']}.",
         "",
     ]
+    if faults_line(report):
+        lines += [str(faults_line(report)), ""]
     lines += [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -421,6 +469,8 @@ def print_summary(report: dict[str, Any], paths: list[Path]) -> None:
     console.print(table)
     console.print(books_line(report))
     console.print(drift_line(report))
+    if faults_line(report):
+        console.print(faults_line(report))
     console.print(
         f"{report['throughput_per_s']:.0f} inferences/s aggregated over {report['seconds']:.1f} s; "
         f"duplicates suppressed: {report['duplicates_suppressed']}; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import random
 import shutil
 import threading
 import time
@@ -28,12 +29,25 @@ from domicile.sim.assembly import (
 from domicile.sim.devices import DeviceRun, build_devices
 from domicile.sim.rules import LocalRule, rules_of, run_rule
 from domicile.sim.services import Services, start_amqtt, start_moto
-from domicile.sim.workers import LambdaWorker
+from domicile.sim.workers import LambdaWorker, WorkerFaults
 from domicile.split.model import DEFAULT_DIR as SPLIT_DIR
 from domicile.split.runtime import SplitHead
 from domicile.topology import FleetMode, ModelRole, Topology
 
 AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What `--fault` injects into the local run; the books must balance all the same."""
+
+    write_error_every: int = 0  # one envelope in N: its first aggregate transaction fails (then its retry works)
+    aggregate_crashes: int = 0  # the aggregate function dies after writing half a batch, this many times
+    duplicate_every: int = 0  # every Nth queue message and rule message is delivered twice
+    reorder: bool = False  # queue batches are delivered shuffled, some messages held back a round
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v}
 
 
 @dataclass
@@ -50,6 +64,7 @@ class SimOptions:
     brokers: dict[str, str] = field(default_factory=dict)  # region -> mqtt:// URL
     progress: bool = True
     drain_timeout_s: float = 90.0
+    faults: Faults = field(default_factory=Faults)
 
 
 @dataclass
@@ -114,6 +129,9 @@ class Simulation:
         self.busy_lock = threading.Lock()
         self.injected = 0
         self.devices: list[DeviceRun] = []
+        self.fault_counts: dict[str, int] = {"duplicates_delivered": 0, "held_back": 0}
+        self._fault_lock = threading.Lock()
+        self._rng = random.Random(options.seed)
 
     # -- AWS clients against moto -------------------------------------------------------------------
     def client(self, service: str, region: str) -> Any:
@@ -141,9 +159,14 @@ class Simulation:
             functions += functions_of(stack, self.cdk_out).values()
         if not functions:
             raise ConfigError(f"{self.cdk_out}: no function with a bundled asset to run (asset metadata missing?)")
+        faults = self.options.faults
+        aggregate_faults = WorkerFaults(faults.write_error_every, faults.aggregate_crashes)
         for fn in functions:
             arn = next(s.physical[fn.logical_id]["Arn"] for s in self.stacks if s.name == fn.stack)
-            self.workers[arn] = LambdaWorker(fn, self.services.aws[fn.region].url, self.log_dir)
+            self.workers[arn] = LambdaWorker(
+                fn, self.services.aws[fn.region].url, self.log_dir,
+                aggregate_faults if fn.handler == AGGREGATE_HANDLER else None,
+            )  # fmt: skip
         for worker in self.workers.values():
             worker.wait_ready()
         for stack in self.stacks:
@@ -173,6 +196,7 @@ class Simulation:
     def _poll(self, stack: StackView, queue_url: str, queue_arn: str, batch_size: int, worker: LambdaWorker) -> None:
         sqs = self.client("sqs", stack.region)
         is_aggregate = worker.function.handler == AGGREGATE_HANDLER
+        held: list[dict[str, Any]] = []  # held back from the last batch (--fault reorder)
         while not self.stop_event.is_set():
             messages: list[dict[str, Any]] = []
             while len(messages) < batch_size:
@@ -183,11 +207,14 @@ class Simulation:
                 if not got:
                     break
                 messages += got
-            if not messages:
+            if not messages and not held:
                 time.sleep(0.05)
                 continue
             self._busy(+1)
             try:
+                messages = self._disorder(sqs, queue_url, messages, held)
+                if not messages:
+                    continue
                 records = [_sqs_record(m, queue_arn, stack.region) for m in messages]
                 ok, result = worker.invoke({"Records": records})
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])} if ok else None
@@ -203,6 +230,40 @@ class Simulation:
                         self.ledger.record(message["Body"])
             finally:
                 self._busy(-1)
+
+    def _duplicate_now(self) -> bool:
+        """Every Nth message (queue or rule) is delivered twice, as at-least-once delivery may."""
+        every = self.options.faults.duplicate_every
+        if not every:
+            return False
+        with self._fault_lock:
+            self.fault_counts["seen"] = self.fault_counts.get("seen", 0) + 1
+            if self.fault_counts["seen"] % every:
+                return False
+            self.fault_counts["duplicates_delivered"] += 1
+            return True
+
+    def _disorder(
+        self, sqs: Any, queue_url: str, messages: list[dict[str, Any]], held: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Standard queues promise neither order nor a single delivery: shuffle, hold back, send again.
+
+        Held-back messages stay in flight (received once) and go with the poller's next batch, so they
+        arrive after messages sent later; a message is held back at most once.
+        """
+        faults = self.options.faults
+        if faults.reorder:
+            late, held[:] = list(held), []
+            with self._fault_lock:
+                self._rng.shuffle(messages)
+                if len(messages) > 1 and self._rng.random() < 0.3:
+                    held[:] = messages[len(messages) // 2 :]
+                    self.fault_counts["held_back"] += len(held)
+            messages = messages[: len(messages) - len(held)] + late
+        for message in messages:
+            if self._duplicate_now():
+                sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
+        return messages
 
     def _wire_rules(self, stack: StackView, rules: list[LocalRule]) -> None:
         if not rules:
@@ -264,10 +325,12 @@ class Simulation:
                 c.subscribe(rule.query.topic_filter, qos=1)
 
         def on_message(c: Any, userdata: Any, message: Any) -> None:
+            copies = 2 if self._duplicate_now() else 1
             for rule in rules:
                 if mqtt.topic_matches_sub(rule.query.topic_filter, message.topic):
-                    self._busy(+1)
-                    work.put((rule, message.topic, message.payload))
+                    for _ in range(copies):
+                        self._busy(+1)
+                        work.put((rule, message.topic, message.payload))
 
         client.on_connect = on_connect
         client.on_subscribe = lambda *a, **k: subscribed.set()

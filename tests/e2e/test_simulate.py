@@ -1,7 +1,8 @@
 """`domicile simulate` end to end, with small counts: the synthesized app run locally must keep its books.
 
 One run takes the faults (a fleet's link cut, the eu broker restarted mid-run, injected residency
-violations); the default CLI run checks what a newcomer sees; a Ctrl-C run checks the partial report.
+violations, failed DynamoDB writes, an aggregate function crashing mid-batch, duplicate and
+out-of-order delivery); the default CLI run checks what a newcomer sees; a Ctrl-C run checks the partial report.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from typing import Any
 
 import pytest
 
-from domicile.sim.runner import SimOptions, Simulation, synthesize
+from domicile.sim.runner import Faults, SimOptions, Simulation, synthesize
 from domicile.topology import load_topology
 from tests.broker import KIND, Broker
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("simulate")]
 FLEETS = len(load_topology().fleets)  # the faulty run has one device per fleet
+REGIONS = len(load_topology().home_regions())
+# Every fault of `--fault` at once, on top of the broker restart, the cut link and the violations.
+FAULTS = Faults(write_error_every=7, aggregate_crashes=1, duplicate_every=5, reorder=True)
 
 FLEET_FIELDS = {
     "fleet", "region", "jurisdiction", "mode", "devices", "inferences", "edge_answered", "escalated", "split",
@@ -61,7 +65,7 @@ def faulty_run(tmp_path_factory) -> tuple[dict[str, Any], list[str]]:
     broker.start()
     options = SimOptions(
         records=48, devices=1, rate=16, offline={"berlin-depot": 1.0}, inject_violations=3,
-        brokers={"eu-central-1": broker.url}, progress=False, out=out,
+        brokers={"eu-central-1": broker.url}, progress=False, out=out, faults=FAULTS,
     )  # fmt: skip
     sim = Simulation(topology, options, synthesize(topology, out), out)
     restarts: list[str] = []
@@ -87,6 +91,18 @@ def test_books_balance_exactly(faulty_run):
     assert books["aggregated"] == FLEETS * 48
     assert books["in_dlq"] == 0 and books["still_on_devices"] == 0
     assert all(f["aggregated"] == f["inferences"] for f in report["fleets"])
+
+
+def test_nothing_is_counted_twice_whatever_the_faults(faulty_run):
+    report, _ = faulty_run
+    faults, books = report["faults"], report["books"]
+    assert faults["write_errors"] > 0  # records whose DynamoDB write failed were retried, then counted once
+    assert faults["crashes"] == REGIONS  # each region's aggregate function died once after half a batch
+    assert faults["duplicates_delivered"] > 0 and faults["held_back"] > 0  # duplicate and out-of-order delivery
+    assert report["duplicates_suppressed"] >= faults["duplicates_delivered"] // 2
+    # DynamoDB's own counts: every case once, none twice, none lost
+    assert books["counted_in_tables"] == books["aggregated"] == FLEETS * 48
+    assert books["counted_twice"] == 0 and books["in_dlq"] == 0
 
 
 def test_a_broker_restart_mid_run_loses_nothing(faulty_run):
