@@ -116,7 +116,8 @@ class Simulation:
         self.stop_event = threading.Event()  # the whole pipeline
         self.devices_stop = threading.Event()  # the devices only (Ctrl-C: stop them, drain the rest)
         self.ledger = Ledger()
-        self.session = boto3.session.Session(aws_access_key_id="simulation", aws_secret_access_key="simulation")
+        self.secret_key = f"sim-secret-{uuid.uuid4().hex}"  # per run, so a log that leaks it can be found
+        self.session = boto3.session.Session(aws_access_key_id="simulation", aws_secret_access_key=self.secret_key)
         self.stacks: list[StackView] = load_stacks(cdk_out)
         self.services = Services()
         for region in sorted({s.region for s in self.stacks}):
@@ -165,7 +166,7 @@ class Simulation:
             arn = next(s.physical[fn.logical_id]["Arn"] for s in self.stacks if s.name == fn.stack)
             self.workers[arn] = LambdaWorker(
                 fn, self.services.aws[fn.region].url, self.log_dir,
-                aggregate_faults if fn.handler == AGGREGATE_HANDLER else None,
+                aggregate_faults if fn.handler == AGGREGATE_HANDLER else None, self.secret_key,
             )  # fmt: skip
         for worker in self.workers.values():
             worker.wait_ready()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,7 +76,9 @@ def faulty_run(tmp_path_factory) -> tuple[dict[str, Any], list[str]]:
         restarter.start()
         drained = sim.run()
         restarter.join()
-        return build_report(sim, 1.0, drained, interrupted=False), restarts
+        report = build_report(sim, 1.0, drained, interrupted=False)
+        report["secret_key"] = sim.secret_key  # for the leak check below; never part of a real report
+        return report, restarts
     finally:
         sim.stop()
         broker.stop()
@@ -103,6 +106,17 @@ def test_nothing_is_counted_twice_whatever_the_faults(faulty_run):
     # DynamoDB's own counts: every case once, none twice, none lost
     assert books["counted_in_tables"] == books["aggregated"] == FLEETS * 48
     assert books["counted_twice"] == 0 and books["in_dlq"] == 0
+
+
+def test_no_log_of_the_run_shows_a_secret(faulty_run, tmp_path_factory):
+    """Every function's log, moto's and the brokers': the run's AWS secret key never appears."""
+    report, _ = faulty_run
+    secret = report["secret_key"]
+    logs = list((Path(report["options"]["out"]) / "logs").glob("*"))
+    assert len(logs) >= 6 and sum(p.stat().st_size for p in logs) > 10_000  # the logs are there and not empty
+    for path in logs:
+        assert secret not in path.read_text(errors="replace"), path
+    assert secret not in json.dumps({k: v for k, v in report.items() if k != "secret_key"})
 
 
 def test_a_broker_restart_mid_run_loses_nothing(faulty_run):
