@@ -110,19 +110,21 @@ ESCALATE: dict[str, Cell] = {
     "extra fields": Bad(EXTRA, "colour"),
     "huge batch": HugeBatch(100),
 }
+# The kinds every envelope entry point answers alike: the envelope parser and the residency check refuse them.
+ENVELOPE_COMMON = {
+    kind: ESCALATE[kind]
+    for kind in (
+        "malformed JSON",
+        "empty",
+        "unknown schema version",
+        "wrong jurisdiction",
+        "missing fields",
+        "extra fields",
+    )
+}
 RESULT: dict[str, Cell] = {
-    **{
-        k: ESCALATE[k]
-        for k in (
-            "malformed JSON",
-            "empty",
-            "unknown schema version",
-            "wrong jurisdiction",
-            "missing fields",
-            "extra fields",
-            "huge batch",
-        )
-    },
+    **ENVELOPE_COMMON,
+    "huge batch": ESCALATE["huge batch"],
     "wrong types": Bad(setting("payload.confidence", "high"), "payload.confidence"),
     "wrong shape": Bad(setting("payload.labels", ["3"]), "payload"),  # one label for two case ids
     "NaN/inf": Bad(nan_in("payload.confidence.0"), "payload.confidence"),
@@ -133,17 +135,7 @@ RESULT: dict[str, Cell] = {
     ),
 }
 SPLIT: dict[str, Cell] = {
-    **{
-        k: ESCALATE[k]
-        for k in (
-            "malformed JSON",
-            "empty",
-            "unknown schema version",
-            "wrong jurisdiction",
-            "missing fields",
-            "extra fields",
-        )
-    },
+    **ENVELOPE_COMMON,
     "wrong types": Bad(setting("payload.data_b64", 12345), "payload.data_b64"),
     "wrong shape": Bad(setting("payload.shape", [1, 31]), "payload.shape"),
     "NaN/inf": Bad(
@@ -332,41 +324,33 @@ def test_sqs_aggregate(kind, cell, tables, bucket, lambda_context):
     assert row is not None and row["count"] == (size - 1) * per_envelope
 
 
-def _expect_raises(handler: Callable[..., Any], event: Any, context: Any, field: str) -> None:
-    with pytest.raises(InputError) as raised:  # Lambda retries it, then keeps it in the in-region DLQ
-        handler(event, context)
-    assert raised.value.field.startswith(field), (raised.value.field, raised.value.reason)
+def _check_rule_entry(handler: Callable[..., Any], sample: str, cell: Cell, results_queue: str, context: Any) -> None:
+    """One envelope per invocation: refused (Lambda retries it, then the in-region DLQ keeps it) or quarantined."""
+    good = load_event(sample)
+    bad = cell.make(good)  # type: ignore[union-attr]
+    event = json.loads(bad) if isinstance(bad, str) and bad.startswith("{") and bad.endswith("}") else bad
+    if isinstance(cell, Quarantined):
+        assert handler(event, context)["quarantined"].startswith("quarantine/")
+    else:
+        with pytest.raises(InputError) as raised:
+            handler(event, context)
+        assert raised.value.field.startswith(cell.field), (raised.value.field, raised.value.reason)  # type: ignore[union-attr]
+    assert drain(results_queue) == []  # nothing answered for it
+    assert "label" in handler(good, context)  # and the next good event is answered
 
 
 @pytest.mark.parametrize(("kind", "cell"), cells("iot-escalate"))
 def test_iot_escalate(kind, cell, results_queue, bucket, lambda_context):
     from functions.inference import iot_escalate
 
-    good = load_event("iot-escalate.json")
-    bad = cell.make(good)
-    event = json.loads(bad) if isinstance(bad, str) and bad.startswith("{") and bad.endswith("}") else bad
-    if isinstance(cell, Quarantined):
-        assert iot_escalate.handler(event, lambda_context)["quarantined"].startswith("quarantine/")
-        assert drain(results_queue) == []
-    else:
-        _expect_raises(iot_escalate.handler, event, lambda_context, cell.field)
-        assert drain(results_queue) == []
-    assert "label" in iot_escalate.handler(good, lambda_context)  # the next good event is answered
+    _check_rule_entry(iot_escalate.handler, "iot-escalate.json", cell, results_queue, lambda_context)
 
 
 @pytest.mark.parametrize(("kind", "cell"), cells("iot-split"))
 def test_iot_split(kind, cell, results_queue, bucket, lambda_context):
     from functions.inference import split_tail
 
-    good = load_event("iot-split.json")
-    bad = cell.make(good)
-    event = json.loads(bad) if isinstance(bad, str) and bad.startswith("{") and bad.endswith("}") else bad
-    if isinstance(cell, Quarantined):
-        assert split_tail.handler(event, lambda_context)["quarantined"].startswith("quarantine/")
-    else:
-        _expect_raises(split_tail.handler, event, lambda_context, cell.field)
-    assert drain(results_queue) == []
-    assert "label" in split_tail.handler(good, lambda_context)
+    _check_rule_entry(split_tail.handler, "iot-split.json", cell, results_queue, lambda_context)
 
 
 @pytest.mark.parametrize(("kind", "cell"), cells("http"))
