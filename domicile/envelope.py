@@ -26,7 +26,7 @@ from pydantic import (
 from domicile.errors import InputError
 
 SCHEMA_VERSION = 1
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
 # Result envelopes made from a request get a uuid5 of the request's id in this namespace, so a
 # redelivered request produces the same result id and downstream idempotency holds.
@@ -51,7 +51,7 @@ class EdgeGuess(_Strict):
 class CaseResult(_Strict):
     """One answered case (the row view of a result payload)."""
 
-    case_id: str = Field(pattern=_ID)
+    case_id: str = Field(pattern=ID_PATTERN)
     label: str
     confidence: float = Field(ge=0, le=1)
     source: Literal["edge", "cloud", "split"]
@@ -74,7 +74,7 @@ class ResultPayload(_Strict):
 
     source: Source
     escalated: bool = False
-    case_ids: list[Annotated[str, Field(pattern=_ID)]] = Field(min_length=1, max_length=_MAX_CASES)
+    case_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(min_length=1, max_length=_MAX_CASES)
     labels: list[str] = Field(min_length=1, max_length=_MAX_CASES)
     confidence: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=1, max_length=_MAX_CASES)
     latency_ms: list[Annotated[float, Field(ge=0)]] | None = None
@@ -132,7 +132,7 @@ class ResultPayload(_Strict):
 
 
 class EscalatePayload(_Strict):
-    case_id: str = Field(pattern=_ID)
+    case_id: str = Field(pattern=ID_PATTERN)
     # Whole numbers stay ints on the wire (shorter); NaN and infinity are refused while parsing.
     features: list[StrictInt | Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=4096)
     edge: EdgeGuess | None = None  # None when the fleet offloads raw features (cloud-only)
@@ -142,7 +142,7 @@ Encoding = Literal["float32", "float16", "int8"]  # how a split activation trave
 
 
 class SplitPayload(_Strict):
-    case_id: str = Field(pattern=_ID)
+    case_id: str = Field(pattern=ID_PATTERN)
     tensor: str = Field(min_length=1, max_length=64)
     shape: list[int] = Field(min_length=1, max_length=4)
     dtype: Encoding
@@ -153,9 +153,9 @@ class SplitPayload(_Strict):
 class _EnvelopeBase(_Strict):
     schema_version: Literal[1] = 1
     message_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    device: str = Field(pattern=_ID)
-    fleet: str = Field(pattern=_ID)
-    jurisdiction: str = Field(pattern=_ID)
+    device: str = Field(pattern=ID_PATTERN)
+    fleet: str = Field(pattern=ID_PATTERN)
+    jurisdiction: str = Field(pattern=ID_PATTERN)
     home_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     model: ModelRef
     produced_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from domicile.edge.device import EdgeDevice
+from domicile.envelope import ID_PATTERN
 from domicile.errors import InputError
 from domicile.validation import features_matrix
 
 MAX_CASES = 1024  # one input at most; a larger batch is refused whole, before any model run
-_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")  # the envelope's id rule
+_CASE_ID = re.compile(ID_PATTERN)  # a case id must fit the envelope it will travel in
 
 
 def _event(raw: Any) -> dict[str, Any]:
