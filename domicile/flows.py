@@ -192,6 +192,11 @@ def flows_of(lid: str, resource: dict[str, Any], stack_region: str, ref_region: 
         flows.append(Flow(lid, "log destination", _show(props.get("TargetArn")), region(props.get("TargetArn"))))
     elif rtype == "AWS::SNS::Subscription" and props.get("Endpoint") is not None:
         flows.append(Flow(lid, "sns subscription", _show(props["Endpoint"]), region(props["Endpoint"])))
+    elif rtype == "AWS::Backup::BackupPlan":
+        for rule in _get(props, "BackupPlan", "BackupPlanRule") or []:
+            for action in rule.get("CopyActions") or []:
+                dest = action.get("DestinationBackupVaultArn")
+                flows.append(Flow(lid, "backup copy", _show(dest), region(dest)))
     elif rtype == "AWS::GreengrassV2::ComponentVersion" and "InlineRecipe" in props:
         flows += _artifact_flows(lid, props["InlineRecipe"], region)
     elif rtype == "Custom::S3BucketNotifications":

@@ -6,8 +6,8 @@ Annotations error naming the construct path, the region and the jurisdiction:
 - an edge fleet whose home region is outside its jurisdiction or is not the stack's region;
 - any data flow of any resource (IoT rule actions, event sources, Lambda destinations and
   dead-letter queues, environment references, S3 replication and notifications, DynamoDB replicas
-  and streams, log subscriptions and destinations, Greengrass artifacts, cross-stack references,
-  explicit ARNs and endpoints) into another region, or whose region cannot be proven.
+  and streams, backup copies, log subscriptions and destinations, Greengrass artifacts, cross-stack
+  references, explicit ARNs and endpoints) into another region, or whose region cannot be proven.
 """
 
 from __future__ import annotations

@@ -14,14 +14,15 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from domicile.drift import DRIFT_THRESHOLD
 from infra.bundling import python_function_code
 from infra.constructs.nag import suppress_lambda_defaults
+from infra.constructs.storage import function_log_group
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -64,10 +65,18 @@ class Aggregation(Construct):
         self.aggregates = table("Aggregates", "pk", "sk", "expires_at")
         # Powertools Idempotency's records (its default key and TTL attribute names).
         self.idempotency = table("Idempotency", "id", None, "expiration")
-
-        log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        NagSuppressions.add_resource_suppressions(
+            self.idempotency,
+            [
+                NagPackSuppression(
+                    id="NIST.800.53.R5-DynamoDBInBackupPlan",
+                    reason="Idempotency records live an hour (TTL); the counted markers that keep counts exact "
+                    "are in the aggregates table, which is backed up.",
+                )
+            ],
         )
+
+        log_group = function_log_group(self, "Logs", key=props.key)
         self.function = lambda_.Function(
             self,
             "Function",

@@ -15,12 +15,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_greengrassv2 as greengrass
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
@@ -32,6 +32,7 @@ from domicile.split.model import load_split_manifest
 from domicile.topology import Fleet, FleetMode, ModelPlacement
 from infra.bundling import EDGE_PACKAGE, PROJECT_ROOT, asset_hash, python_function_code
 from infra.constructs.nag import BASIC_EXECUTION
+from infra.constructs.storage import function_log_group
 
 # The devices' Python (Greengrass runs Lambda components with the device's own interpreter).
 EDGE_RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -93,6 +94,7 @@ class EdgeFleetProps:
     jurisdiction: str
     fleets: list[Fleet]
     model: ModelEntry
+    key: kms.IKey  # the region's key (the edge function's log group)
     split: ModelPlacement | None = None  # the split model, for fleets in split mode
     model_dir: Path = PROJECT_ROOT / "models"
 
@@ -130,9 +132,7 @@ class EdgeFleets(Construct):
             handler="edge_components.inference.lambda_function.function_handler",
             code=python_function_code(EDGE_RUNTIME, EDGE_ARCHITECTURE, EDGE_PACKAGE),
             memory_size=512,
-            log_group=logs.LogGroup(
-                self, "EdgeFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
-            ),
+            log_group=function_log_group(self, "EdgeFunctionLogs", key=props.key),
         )
         self.version = self.function.current_version
 

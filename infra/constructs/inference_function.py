@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -22,6 +22,7 @@ from constructs import Construct
 from infra.bundling import python_function_code
 from infra.constructs.canary import CanaryRelease
 from infra.constructs.nag import suppress_lambda_defaults
+from infra.constructs.storage import function_log_group
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -69,9 +70,7 @@ class InferenceFunction(Construct):
         def function(
             name: str, handler: str, description: str, extra: dict[str, str] | None = None
         ) -> lambda_.Function:
-            log_group = logs.LogGroup(
-                self, f"{name}Logs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
-            )
+            log_group = function_log_group(self, f"{name}Logs", key=props.key, retention=props.log_retention)
             return lambda_.Function(
                 self,
                 name,
@@ -108,6 +107,10 @@ class InferenceFunction(Construct):
             s3.EventType.OBJECT_CREATED,
             s3n.LambdaDestination(self.live(self.s3)),
             s3.NotificationKeyFilter(prefix=INPUT_PREFIX, suffix=".jsonl"),
+        )
+        # S3 invokes asynchronously too: an object whose batch failed every retry is named in the DLQ.
+        self.live(self.s3).configure_async_invoke(
+            retry_attempts=2, on_failure=destinations.SqsDestination(props.escalation_dlq)
         )
         props.bucket.grant_read(self.s3, f"{INPUT_PREFIX}*")
         props.bucket.grant_put(self.s3, f"{OUTPUT_PREFIX}*")

@@ -1,9 +1,12 @@
-"""In-region, KMS-encrypted storage: a data bucket (with access logs) and queues with DLQs."""
+"""In-region, KMS-encrypted storage: the region's key, a data bucket (with access logs), queues with
+DLQs, and the functions' log groups."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
@@ -22,6 +25,52 @@ class RegionalKey(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        stack = Stack.of(self)
+        # CloudWatch Logs encrypts our log groups with this key: only for log groups of this account
+        # and region (the encryption context names the log group). CDK does not add this itself.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": f"arn:{stack.partition}:logs:{stack.region}:"
+                        f"{stack.account}:log-group:*"
+                    }
+                },
+            )
+        )
+        # CloudWatch alarms publish to the region's alarm topic, which this key encrypts.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+
+
+def function_log_group(
+    scope: Construct, construct_id: str, *, key: kms.IKey, retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+) -> logs.LogGroup:
+    """A function's log group, in its region, encrypted with the region's key."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        encryption_key=key,
+        retention=retention,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+
+
+# Replicating a bucket to another region would copy a jurisdiction's records out of it; in-region
+# durability is S3's own (and versioning, and RETAIN on delete).
+NO_REPLICATION = NagPackSuppression(
+    id="NIST.800.53.R5-S3BucketReplicationEnabled",
+    reason="Cross-region replication would move the jurisdiction's data out of its regions (residency).",
+)
 
 
 class DataBucket(Construct):
@@ -36,8 +85,11 @@ class DataBucket(Construct):
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
+            versioned=True,  # a deleted or overwritten log stays recoverable until it expires
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         NagSuppressions.add_resource_suppressions(
@@ -45,7 +97,12 @@ class DataBucket(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-S1", reason="This is the access-log bucket; logging it to itself loops."
-                )
+                ),
+                NagPackSuppression(
+                    id="NIST.800.53.R5-S3DefaultEncryptionKMS",
+                    reason="S3 server access logging only delivers to buckets encrypted with SSE-S3, not SSE-KMS.",
+                ),
+                NO_REPLICATION,
             ],
         )
         self.bucket = s3.Bucket(
@@ -61,6 +118,7 @@ class DataBucket(Construct):
             server_access_logs_prefix="data/",
             removal_policy=RemovalPolicy.RETAIN,
         )
+        NagSuppressions.add_resource_suppressions(self.bucket, [NO_REPLICATION])
 
 
 class QueueWithDlq(Construct):

@@ -12,6 +12,8 @@ from domicile.manifest import Manifest
 from domicile.topology import FleetMode, ModelRole, Topology
 from infra.aspects.residency import pin_jurisdiction
 from infra.constructs.aggregation import Aggregation, AggregationProps
+from infra.constructs.alarms import AlarmTopic
+from infra.constructs.backup import InRegionBackup
 from infra.constructs.edge_fleet import EdgeFleetProps, EdgeFleets
 from infra.constructs.inference_function import FUNCTION_TIMEOUT, InferenceFunction, InferenceFunctionProps
 from infra.constructs.routing import Routing, RoutingProps
@@ -42,7 +44,8 @@ class RegionalStack(Stack):
         visibility = Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6)
         self.requests = QueueWithDlq(self, "Requests", key=key, visibility_timeout=visibility)
         self.results = QueueWithDlq(self, "Results", key=key, visibility_timeout=visibility)
-        # Where IoT rule actions that failed, and escalations that failed all retries, are kept.
+        # Where IoT rule actions that failed, and async invocations (escalations, split tails, S3
+        # batches) that failed all retries, are kept.
         self.routing_dlq = _dead_letter_queue(self, "RoutingDlq", key)
         self.escalation_dlq = _dead_letter_queue(self, "EscalationDlq", key)
 
@@ -91,15 +94,23 @@ class RegionalStack(Stack):
             self,
             "Edge",
             props=EdgeFleetProps(
-                jurisdiction=self.jurisdiction, fleets=topology.fleets_in(region), model=edge_model, split=split_model
+                jurisdiction=self.jurisdiction,
+                fleets=topology.fleets_in(region),
+                model=edge_model,
+                key=key,
+                split=split_model,
             ),
         )
+        self.backup = InRegionBackup(self, "Backup", key=key, tables=[self.aggregation.aggregates])
+        self.alarms = AlarmTopic(self, "Alarms", key=key)
+        self.alarms.notify_on_every_alarm(self)
         self.bucket = storage.bucket
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name)
         CfnOutput(self, "RequestQueueUrl", value=self.requests.queue.queue_url)
         CfnOutput(self, "ResultsQueueUrl", value=self.results.queue.queue_url)
         CfnOutput(self, "AggregatesTable", value=self.aggregation.aggregates.table_name)
         CfnOutput(self, "TokenExchangeRoleAlias", value=self.edge.role_alias.ref)
+        CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn, description="Subscribe to hear of alarms")
 
         # The S3 notification custom resource is CDK's own singleton function.
         NagSuppressions.add_resource_suppressions_by_path(

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_cdk import App, Environment, Stack
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -67,7 +69,8 @@ def fleet_outside() -> App:
     stack = _stack(app, "Edge")
     rogue = Fleet(name="rogue", jurisdiction="eu", home_region="us-east-1", devices=1, mode=FleetMode.HYBRID)
     model = load_manifest().models["digits-edge"]
-    EdgeFleets(stack, "Fleets", props=EdgeFleetProps(jurisdiction="eu", fleets=[rogue], model=model))
+    key = kms.Key(stack, "Key")
+    EdgeFleets(stack, "Fleets", props=EdgeFleetProps(jurisdiction="eu", fleets=[rogue], model=model, key=key))
     return _done(app)
 
 
@@ -173,6 +176,24 @@ def dynamodb_replica() -> App:
         "Table",
         partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
         replicas=[dynamodb.ReplicaTableProps(region="us-east-1")],
+    )
+    return _done(app)
+
+
+def backup_copy() -> App:
+    app = _app()
+    stack = _stack(app, "Backups")
+    plan = backup.BackupPlan(stack, "Plan")
+    plan.add_rule(
+        backup.BackupPlanRule(
+            copy_actions=[
+                backup.BackupPlanCopyActionProps(
+                    destination_backup_vault=backup.BackupVault.from_backup_vault_arn(
+                        stack, "Elsewhere", "arn:aws:backup:us-east-1:123456789012:backup-vault:copies"
+                    )
+                )
+            ]
+        )
     )
     return _done(app)
 

@@ -1,16 +1,18 @@
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from aws_cdk import App, Aspects, Stack
+from aws_cdk import App, Stack
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Annotations, Match, Template
-from cdk_nag import AwsSolutionsChecks
 
 from domicile.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
+from infra.aspects.nag import PACKS, apply_nag
 
 TOPOLOGY = load_topology()
 REGIONS = TOPOLOGY.home_regions()
@@ -120,21 +122,35 @@ def test_data_bucket_is_private_encrypted_tls_only(template):
     assert rules == {"prefix": "incoming/", "suffix": ".jsonl"}  # results/ never re-triggers the function
 
 
-def test_cdk_nag_has_no_unsuppressed_errors_or_warnings(synthesized, region):
+@pytest.mark.parametrize("pack", PACKS)
+def test_cdk_nag_has_no_unsuppressed_errors_or_warnings(synthesized, region, pack):
     app, _, _ = synthesized
     annotations = Annotations.from_stack(stack_of(app, region))
-    assert annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
-    assert annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+    assert annotations.find_error("*", Match.string_like_regexp(f"{pack}-.*")) == []
+    assert annotations.find_warning("*", Match.string_like_regexp(f"{pack}-.*")) == []
 
 
-def test_cdk_nag_is_wired_to_catch_violations():
+@pytest.mark.parametrize(("pack", "rule"), [("AwsSolutions", "SQS"), ("NIST.800.53.R5", "CloudWatchLogGroupEncrypted")])
+def test_cdk_nag_is_wired_to_catch_violations(pack, rule):
     app = App()
     stack = Stack(app, "Bad")
     sqs.Queue(stack, "Plain", encryption=sqs.QueueEncryption.UNENCRYPTED)
-    Aspects.of(app).add(AwsSolutionsChecks())
+    logs.LogGroup(stack, "Unencrypted")
+    apply_nag(app)
     app.synth()
-    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-SQS.*"))
+    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp(f"{pack}-{rule}.*"))
     assert errors
+
+
+def test_every_nag_suppression_gives_a_reason(synthesized):
+    _, _, outdir = synthesized
+    found = 0
+    for path in Path(outdir).glob("*.template.json"):
+        for resource in json.loads(path.read_text())["Resources"].values():
+            for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
+                found += 1
+                assert len(rule["reason"]) >= 20, rule
+    assert found
 
 
 def test_cfn_lint_finds_no_errors(synthesized):

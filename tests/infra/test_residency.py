@@ -25,6 +25,7 @@ def errors_of(app):
         (fx.explicit_arn, ["Explicit/Fn", "explicit reference", "arn:aws:sns:us-east-1", "'eu'"]),
         (fx.s3_replication_unprovable, ["Replicated/Bucket", "s3 replication", "cannot be proven"]),
         (fx.dynamodb_replica, ["Global/Table", "dynamodb replica", "us-east-1", "'eu'"]),
+        (fx.backup_copy, ["Backups/Plan", "backup copy", "us-east-1", "'eu'"]),
         (fx.log_subscription, ["Logs/Subscription", "log subscription", "us-east-1"]),
         (fx.log_destination, ["LogDestination/Destination", "log destination", "us-east-1"]),
         (fx.greengrass_artifact_elsewhere, ["Components/Model", "greengrass artifact", "us-east-1", "'eu'"]),

@@ -111,3 +111,50 @@ def test_no_role_may_take_every_action_of_a_data_service(synthesized):
                 service, _, name = action.partition(":")
                 assert not (service in DATA_SERVICES and name == "*"), (region, lid, action)
     assert checked > 50  # the policies were there to check
+
+
+def _of_type(template: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == rtype}
+
+
+@pytest.mark.parametrize("region", TOPOLOGY.home_regions())
+def test_every_log_group_is_encrypted_with_the_regions_key(synthesized, region):
+    _, _, outdir = synthesized
+    template = _templates(outdir)[region]
+    (key_id,) = _of_type(template, "AWS::KMS::Key")
+    groups = _of_type(template, "AWS::Logs::LogGroup")
+    assert groups
+    for lid, group in groups.items():
+        assert group["Properties"].get("KmsKeyId") == {"Fn::GetAtt": [key_id, "Arn"]}, lid
+    # CloudWatch Logs may use the key for this account's log groups in this region only.
+    statements = template["Resources"][key_id]["Properties"]["KeyPolicy"]["Statement"]
+    (logs_statement,) = [s for s in statements if s["Principal"].get("Service") == f"logs.{region}.amazonaws.com"]
+    scope = _resolve(logs_statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"], region)
+    assert scope == f"arn:aws:logs:{region}:{ACCOUNT}:log-group:*"
+
+
+@pytest.mark.parametrize("region", TOPOLOGY.home_regions())
+def test_every_alarm_notifies_the_regions_encrypted_alarm_topic(synthesized, region):
+    _, _, outdir = synthesized
+    template = _templates(outdir)[region]
+    (topic_id, topic), *_ = _of_type(template, "AWS::SNS::Topic").items()
+    assert "KmsMasterKeyId" in topic["Properties"]
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) > len(TOPOLOGY.fleets_in(region))  # canary alarms and one drift alarm per fleet
+    for lid, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}], lid
+
+
+@pytest.mark.parametrize("region", TOPOLOGY.home_regions())
+def test_backups_are_daily_and_never_copied_out_of_the_region(synthesized, region):
+    _, _, outdir = synthesized
+    template = _templates(outdir)[region]
+    (plan,) = _of_type(template, "AWS::Backup::BackupPlan").values()
+    rules = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+    assert rules and all(not rule.get("CopyActions") for rule in rules)
+    (vault_id, vault), *_ = _of_type(template, "AWS::Backup::BackupVault").items()
+    assert "EncryptionKeyArn" in vault["Properties"]
+    assert all(rule["TargetBackupVault"] == {"Fn::GetAtt": [vault_id, "BackupVaultName"]} for rule in rules)
+    (selection,) = _of_type(template, "AWS::Backup::BackupSelection").values()
+    (table_arn,) = selection["Properties"]["BackupSelection"]["Resources"]
+    assert "Aggregates" in table_arn["Fn::GetAtt"][0]
