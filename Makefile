@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup models rebuild-models synth demo lint test bench clean
+.PHONY: setup models rebuild-models synth demo lint test bench soak clean
 
 setup: $(STAMP) $(CDK)
 
@@ -57,6 +57,10 @@ test: setup lint
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# Outside CI: a minute of the local pipeline at its measured max rate, memory and latency compared.
+soak: setup
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf cdk.out .cache runs .pytest_cache .mypy_cache .ruff_cache

@@ -499,6 +499,10 @@ class Simulation:
     def stop(self) -> None:
         self.devices_stop.set()
         self.stop_event.set()
+        # Let pollers finish the invocation in hand before their workers go (a run stopped undrained).
+        deadline = time.monotonic() + 5
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         for client in self.rule_clients:
             client.disconnect()
             client.loop_stop()

@@ -147,6 +147,11 @@ class LambdaWorker:
         self._process.start()
         self._ready = False
 
+    @property
+    def pid(self) -> int | None:
+        """The current execution environment's process (a new one after a crash)."""
+        return self._process.pid
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         if self._ready:
             return
