@@ -154,9 +154,9 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         "",
         "Reading it: the handlers' time is almost all moto calls to a local server (per envelope the "
         "aggregate function makes an idempotency put, a transactional write, an S3 archive put and an "
-        "idempotency update; profiling the aggregate benchmark shows moto spending about 27 ms per "
-        "TransactWriteItems validating its update expressions), and each Lambda worker runs one "
-        "invocation at a time, as one Lambda instance does; cloud-only mode also costs one escalation "
+        "idempotency update; the local run's moto snapshots only the items a transaction touches, see "
+        "domicile/sim/moto_server.py, where plain moto copied whole tables), and each Lambda worker runs "
+        "one invocation at a time, as one Lambda instance does; cloud-only mode also costs one escalation "
         "invocation per case. The rate is bounded by that, not by the models or the brokers: the aim "
         "of 1,000 cases/s is not met on this machine.",
         "",
