@@ -168,8 +168,7 @@ def soak(max_rate: float, cdk_out: Path, out: Path, seconds: float) -> dict[str,
         latencies = _latencies(sim)
     finally:
         sim.stop()
-    per_device = max_rate / len(sim.devices)
-    return _verdicts(sampler.samples, baseline, latencies, started, streamed_s, report, max_rate, per_device)
+    return _verdicts(sampler.samples, baseline, latencies, started, streamed_s, report, max_rate, sim.options.rate)
 
 
 def _window(samples: list[Sample], start: float, end: float) -> list[Sample]:

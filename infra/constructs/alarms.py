@@ -18,9 +18,8 @@ class AlarmTopic(Construct):
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Topic", display_name="domicile alarms", master_key=key, enforce_ssl=True)
 
-    def notify_on_every_alarm(self, scope: IConstruct) -> int:
-        """Every alarm under `scope` (canary rollbacks, drift) notifies this topic; returns how many."""
-        alarms = [c for c in scope.node.find_all() if isinstance(c, cloudwatch.Alarm)]
-        for alarm in alarms:
-            alarm.add_alarm_action(actions.SnsAction(self.topic))
-        return len(alarms)
+    def notify_on_every_alarm(self, scope: IConstruct) -> None:
+        """Every alarm under `scope` (canary rollbacks, drift) notifies this topic."""
+        for alarm in scope.node.find_all():
+            if isinstance(alarm, cloudwatch.Alarm):
+                alarm.add_alarm_action(actions.SnsAction(self.topic))
