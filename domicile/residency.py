@@ -2,7 +2,7 @@
 
 Every handler that receives envelopes compares the envelope's jurisdiction and home region with
 its own. A mismatch is written to the in-region quarantine prefix with its reason (never processed,
-never dropped) and counted in the `ResidencyViolation` metric.
+never dropped) and counted once in the `ResidencyViolation` metric.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from domicile.envelope import Envelope
 
@@ -59,7 +61,8 @@ class Quarantine:
         self.bucket = bucket
         self.policy = policy
 
-    def put(self, raw: str | bytes, reason: str, source: str, message_id: str | None = None) -> str:
+    def put(self, raw: str | bytes, reason: str, source: str, message_id: str | None = None) -> tuple[str, bool]:
+        """(key, first): the record is written once per message; a redelivery finds it there (first False)."""
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
         now = datetime.now(UTC)
         name = message_id or hashlib.sha256(text.encode()).hexdigest()
@@ -73,7 +76,13 @@ class Quarantine:
             "quarantined_at": now.isoformat(),
             "message": text,
         }
-        self.s3.put_object(
-            Bucket=self.bucket, Key=key, Body=json.dumps(record).encode(), ContentType="application/json"
-        )
-        return key
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=json.dumps(record).encode(), ContentType="application/json",
+                IfNoneMatch="*",
+            )  # fmt: skip
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                raise
+            return key, False
+        return key, True

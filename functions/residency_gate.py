@@ -20,7 +20,8 @@ def hold_if_foreign(
     reason = quarantine.policy.violation(envelope)
     if reason is None:
         return None
-    key = quarantine.put(raw, reason, source, str(envelope.message_id))
-    metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
-    logger.warning("residency violation quarantined", extra={"key": key, "reason": reason})
+    key, first = quarantine.put(raw, reason, source, str(envelope.message_id))
+    if first:  # a redelivered violation is already kept and counted: counted once, like every count
+        metrics.add_metric(name="ResidencyViolation", unit=MetricUnit.Count, value=1)
+    logger.warning("residency violation quarantined", extra={"key": key, "reason": reason, "first": first})
     return key, reason

@@ -87,3 +87,18 @@ def test_aggregation_never_counts_a_foreign_envelope(tables, bucket, lambda_cont
     counted = aggregate.store.read("munich-line", "munich-line-0", "digits-edge@1.0.0", "2026-11-24T10")
     assert counted is not None and counted["count"] == 2
     assert len(quarantined()) == 1
+
+
+def test_a_redelivered_violation_is_kept_and_counted_once(results_queue, bucket, lambda_context, capsys):
+    from functions.inference import iot_escalate
+
+    foreign = claim(load_event("iot-escalate.json"), jurisdiction="us", home_region="us-east-1")
+    answers = [iot_escalate.handler(copy.deepcopy(foreign), lambda_context) for _ in range(2)]
+    assert answers[0]["quarantined"] == answers[1]["quarantined"]  # the same record, not a second one
+    assert len(quarantined()) == 1
+    counted = [
+        json.loads(line).get("ResidencyViolation")
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and "ResidencyViolation" in line
+    ]
+    assert counted == [[1.0]]
