@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -43,7 +44,10 @@ class Broker:
                 if self.persistent
                 else "persistence false\n"
             )
-            config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}")
+            # Run as root, mosquitto drops to its own user, which cannot write its database here: it
+            # would lose every session at a restart. It keeps the user it was started as.
+            user = f"user {getpass.getuser()}\n"
+            config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}{user}")
             command = [str(MOSQUITTO), "-c", str(config)]
         else:
             config = self.workdir / "amqtt.yaml"
@@ -67,6 +71,11 @@ class Broker:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+
+    @property
+    def saved_sessions(self) -> bool:
+        """Whether a persistent mosquitto wrote its database (sessions, queued messages) when it stopped."""
+        return KIND == "mosquitto" and (self.workdir / "mosquitto.db").is_file()
 
 
 class Subscriber:
