@@ -123,6 +123,7 @@ FAULTS = {  # --fault NAME[=N] -> the Faults field it sets, and its value withou
     "aggregate-crash": ("aggregate_crashes", 1),
     "duplicate": ("duplicate_every", 5),
     "reorder": ("reorder", True),
+    "device-kill": ("power_cuts", 1),
 }
 
 
@@ -306,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a fault (repeatable): write-error[=N] (the first DynamoDB write of one envelope in N fails "
              "in the aggregate function; 7), aggregate-crash[=N] (each region's aggregate function dies after "
              "writing half a batch, N times; 1), duplicate[=N] (every Nth message delivered twice; 5), reorder "
-             "(batches shuffled, some held back a round)",
+             "(batches shuffled, some held back a round), device-kill[=N] (each fleet's first device loses power "
+             "mid-spool-write N times and restarts from its disk; 1)",
     )  # fmt: skip
     sim.add_argument("--out", help="report folder (default: runs/<timestamp>)")
     sim.add_argument("--topology", help="topology file (default: domicile.toml)")

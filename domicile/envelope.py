@@ -31,6 +31,9 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 # Result envelopes made from a request get a uuid5 of the request's id in this namespace, so a
 # redelivered request produces the same result id and downstream idempotency holds.
 RESULT_NAMESPACE = uuid.UUID("5d0a9b7e-3c1f-4a7e-9f43-64a1c0d1e2f3")
+# One-case envelopes (escalate, split) of a device reading a durable input get a uuid5 of the
+# device, kind and case id, so a case sent again after the device restarts is deduplicated.
+CASE_NAMESPACE = uuid.UUID("0c6f3e52-8b1d-4f0a-a7c9-2e5d9b4f6a81")
 
 
 class _Strict(BaseModel):
@@ -199,3 +202,7 @@ def parse_envelope(raw: str | bytes | dict[str, Any]) -> Envelope:
 
 def result_message_id(request_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(RESULT_NAMESPACE, str(request_id))
+
+
+def case_message_id(device: str, kind: str, case_id: str) -> uuid.UUID:
+    return uuid.uuid5(CASE_NAMESPACE, f"{device}/{kind}/{case_id}")

@@ -6,6 +6,12 @@ Modes (from the topology):
 - hybrid: answers at or above the model's escalation threshold stay; the rest escalate at once;
 - split: the device runs the split model's head and sends each case's activation at the cut for
   the tail in the home region to finish.
+
+A device reading a durable input (a file, a sensor log) passes each case's position to `infer`.
+Every message then carries the input cursor (the first position whose output is not yet durable:
+the oldest case still waiting in the packer, or the next one), and its one-case envelopes get ids
+derived from the case, so after a crash the device resumes at `spool.resume_point()`: what it
+sends again either was never sent or has the same message id, which the cloud deduplicates.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from domicile.envelope import (
     ResultPayload,
     SplitEnvelope,
     SplitPayload,
+    case_message_id,
 )
 from domicile.errors import ConfigError
 from domicile.runtime import ModelRuntime
@@ -114,6 +121,18 @@ class EdgeDevice:
         self.stats = DeviceStats(model=f"{self.model_ref.name}@{self.model_ref.version}",
                                  model_fallback=self.model_fallback)  # fmt: skip
         self._lock = threading.Lock()
+        self._next_position: int | None = None  # input positions, when the caller gives them
+        self._packed_from: int | None = None  # position of the oldest case waiting in the packer
+
+    def _cursor(self) -> int | None:
+        """The first input position whose output is not yet durable (None: the input has no positions)."""
+        return self._packed_from if self._packed_from is not None else self._next_position
+
+    def _case_id_header(self, kind: str, case_id: str) -> dict[str, Any]:
+        """A one-case envelope's id: derived from the case when the input can be replayed, else random."""
+        if self._next_position is None:
+            return {}
+        return {"message_id": case_message_id(self.identity.device, kind, case_id)}
 
     def _header(self) -> dict[str, Any]:
         """Who sent an envelope and with which model: the same for every kind."""
@@ -131,6 +150,7 @@ class EdgeDevice:
         """One case sent up as it is: raw features, and the edge model's guess in hybrid mode."""
         return EscalateEnvelope(
             **self._header(),
+            **self._case_id_header("escalate", case_id),
             payload=EscalatePayload(case_id=case_id, features=compact_features(row), edge=guess),
         )
 
@@ -138,32 +158,45 @@ class EdgeDevice:
         """One case's activation at the cut, for the tail in the home region (one case: no waiting)."""
         return SplitEnvelope(
             **self._header(),
+            **self._case_id_header("split", payload.case_id),
             payload=payload,
         )
 
     def _send(self, kind: str, blob: bytes) -> None:
-        self.forward.send(self.identity.topic(kind), blob)
+        self.forward.send(self.identity.topic(kind), blob, self._cursor())
         self.stats.envelopes += 1
         self.stats.bytes_sent += len(blob)
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
 
-    def infer(self, case_ids: Sequence[str], features: Any) -> list[dict[str, Any]]:
-        """Handle a batch of cases in one model run; returns what was decided for each."""
+    def infer(
+        self, case_ids: Sequence[str], features: Any, positions: Sequence[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Handle a batch of cases in one model run; returns what was decided for each.
+
+        `positions`: each case's place in a durable input, for resuming it after a crash.
+        """
         matrix = features_matrix(features, self.n_features, "features")
-        if len(case_ids) != len(matrix):
-            raise ValueError(f"{len(case_ids)} case ids for {len(matrix)} rows")
+        if len(case_ids) != len(matrix) or (positions is not None and len(positions) != len(matrix)):
+            raise ValueError(f"{len(case_ids)} case ids and {len(positions or [])} positions for {len(matrix)} rows")
         decisions: list[dict[str, Any]] = []
+
+        def reached(i: int) -> None:  # case i is being handed off: the input moves past it
+            if positions is not None:
+                self._next_position = positions[i] + 1
+
         with self._lock:
             self.stats.inferences += len(matrix)
             if self.split is not None and self.mode is FleetMode.SPLIT:
                 activations = self.split.activations(matrix)
-                for payload in self.split.payloads(case_ids, activations):
+                for i, payload in enumerate(self.split.payloads(case_ids, activations)):
+                    reached(i)
                     self._send("split", self._split_envelope(payload).model_dump_json(exclude_none=True).encode())
                     decisions.append({"case_id": payload.case_id, "escalated": False, "split": True})
                 self.stats.split += len(matrix)
                 return decisions
             if self.mode is FleetMode.CLOUD_ONLY:
-                for case_id, row in zip(case_ids, matrix, strict=True):
+                for i, (case_id, row) in enumerate(zip(case_ids, matrix, strict=True)):
+                    reached(i)
                     self._send(
                         "escalate",
                         self.escalation_envelope(case_id, row, None).model_dump_json(exclude_none=True).encode(),
@@ -179,6 +212,7 @@ class EdgeDevice:
             bins = baseline.bins(matrix) if baseline else [None] * len(matrix)  # for drift, in the cloud
             for i, case_id in enumerate(case_ids):
                 answer = predictions.row(i)
+                reached(i)
                 if self.mode is FleetMode.HYBRID and confidence[i] < self.threshold:
                     guess = EdgeGuess(label=answer["label"], confidence=answer["confidence"])
                     blob = (
@@ -192,7 +226,10 @@ class EdgeDevice:
                     case_id=case_id, label=answer["label"], confidence=answer["confidence"], source="edge",
                     latency_ms=latency_ms, input_bin=bins[i],
                 )  # fmt: skip
-                for blob in self.packer.add(result):
+                blobs = self.packer.add(result)
+                if positions is not None and len(self.packer) == 1:
+                    self._packed_from = positions[i]  # the packer was empty or just sent the rest
+                for blob in blobs:
                     self._send("result", blob)
                 self.stats.kept += 1
                 decisions.append({"case_id": case_id, "escalated": False, **answer})
@@ -201,12 +238,17 @@ class EdgeDevice:
     def tick(self) -> None:
         """Called periodically: send a result envelope whose latency bound is up; replay the spool."""
         with self._lock:
-            for blob in self.packer.due():
-                self._send("result", blob)
+            self._send_packed(self.packer.due())
         self.forward.replay()
 
     def close(self) -> None:
         with self._lock:
-            for blob in self.packer.flush():
-                self._send("result", blob)
+            self._send_packed(self.packer.flush())
         self.forward.replay()
+
+    def _send_packed(self, blobs: list[bytes]) -> None:
+        """The packer's whole content, sent: no case waits in it any more."""
+        if blobs:
+            self._packed_from = None
+        for blob in blobs:
+            self._send("result", blob)

@@ -1,4 +1,9 @@
-"""Store and forward: publish now when the link is up, spool otherwise, replay in order later."""
+"""Store and forward: publish now when the link is up, spool otherwise, replay in order later.
+
+With `write_ahead`, every message is spooled first (with the device's input cursor) and then
+published from the spool: the outbox a device needs to resume a durable input after a crash
+without sending a case twice under a new message id (see `Spool.resume_point`).
+"""
 
 from __future__ import annotations
 
@@ -20,15 +25,24 @@ class ForwardStats:
 
 
 class StoreAndForward:
-    def __init__(self, transport: Transport, spool: Spool) -> None:
+    def __init__(self, transport: Transport, spool: Spool, *, write_ahead: bool = False) -> None:
         self.transport = transport
         self.spool = spool
+        self.write_ahead = write_ahead
         self.stats = ForwardStats()
         self._lock = threading.Lock()
 
-    def send(self, topic: str, payload: bytes) -> None:
+    def send(self, topic: str, payload: bytes, cursor: int | None = None) -> None:
         """Returns once the message is published or durably spooled: either way, it is not lost."""
         with self._lock:
+            if self.write_ahead:
+                seq = self.spool.append(topic, payload, cursor)
+                if seq in self._replay_locked():
+                    self.stats.replayed -= 1  # it went out at once: published, not replayed
+                    self.stats.published += 1
+                else:
+                    self.stats.spooled += 1
+                return
             if len(self.spool):
                 self._replay_locked()  # keep order: older spooled messages go first
             if not len(self.spool):
@@ -38,24 +52,24 @@ class StoreAndForward:
                     return
                 except TransportUnavailable:
                     pass
-            self.spool.append(topic, payload)
+            self.spool.append(topic, payload, cursor)
             self.stats.spooled += 1
 
     def replay(self) -> int:
         """Publish spooled messages in order until the link fails again; returns how many went."""
         with self._lock:
-            return self._replay_locked()
+            return len(self._replay_locked())
 
-    def _replay_locked(self) -> int:
-        sent = 0
+    def _replay_locked(self) -> list[int]:
+        sent: list[int] = []
         for entry in self.spool.pending():
             try:
                 self.transport.publish(entry.topic, entry.payload)
             except TransportUnavailable:
                 break
             self.spool.remove(entry.seq)
-            sent += 1
-        self.stats.replayed += sent
+            sent.append(entry.seq)
+        self.stats.replayed += len(sent)
         return sent
 
     @property

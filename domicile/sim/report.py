@@ -109,7 +109,10 @@ def _fault_counts(sim: Simulation, logs: list[dict[str, Any]]) -> dict[str, int]
     counts = {"write_errors": sum(1 for r in logs if r.get("fault") == "write-error"),
               "crashes": sum(w.crashes for w in sim.workers.values())}  # fmt: skip
     return {**counts, "duplicates_delivered": sim.fault_counts["duplicates_delivered"],
-            "held_back": sim.fault_counts["held_back"]}  # fmt: skip
+            "held_back": sim.fault_counts["held_back"],
+            "device_kills": sum(run.restarts for run in sim.devices),
+            "torn_spool_writes": sum(run.torn_writes for run in sim.devices),
+            "cases_resumed": sum(run.resumed for run in sim.devices)}  # fmt: skip
 
 
 def _dead_letters(sim: Simulation) -> tuple[int, list[tuple[str, str]]]:
@@ -178,7 +181,8 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
         fleets.append(
             {
                 "fleet": name, "region": fleet.home_region, "jurisdiction": fleet.jurisdiction,
-                "mode": runs[0].device.mode.value, "devices": len(runs), "inferences": inferences,
+                "mode": runs[0].device.mode.value, "devices": len(runs), "cases": len(started),
+                "inferences": inferences,  # more than the cases when a device resumed after a power cut
                 "edge_answered": sum(r.device.stats.kept for r in runs),
                 "escalated": sum(r.device.stats.escalated for r in runs),
                 "split": sum(r.device.stats.split for r in runs),
@@ -195,7 +199,7 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
                 "device_errors": [r.error for r in runs if r.error],
             }
         )  # fmt: skip
-    published = sum(f["inferences"] for f in fleets) + sim.injected
+    published = sum(f["cases"] for f in fleets) + sim.injected
     aggregated = sum(f["aggregated"] for f in fleets)
     on_devices = _still_on_devices(sim)
     counted = _counted_in_tables(sim)
@@ -369,7 +373,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         lat = f["latency_ms"]
         out.append(
             (
-                f["region"], f["fleet"], f["mode"], str(f["inferences"]),
+                f["region"], f["fleet"], f["mode"], str(f["cases"]),
                 f"{f['edge_answered']}/{f['escalated']}/{f['split']}",
                 "-" if f["accuracy"] is None else f"{f['accuracy'] * 100:.2f}%",
                 "-" if f["bytes_vs_raw"] is None else f"{f['bytes_vs_raw']:.2f}x",
@@ -406,7 +410,9 @@ def faults_line(report: dict[str, Any]) -> str | None:
     b = report["books"]
     return (
         f"Faults injected: {faults['write_errors']} failed DynamoDB writes, {faults['crashes']} aggregate crashes "
-        f"mid-batch, {faults['duplicates_delivered']} duplicate deliveries, {faults['held_back']} messages held back; "
+        f"mid-batch, {faults['duplicates_delivered']} duplicate deliveries, {faults['held_back']} messages held back, "
+        f"{faults['device_kills']} devices killed mid-spool-write ({faults['torn_spool_writes']} torn writes "
+        f"discarded, {faults['cases_resumed']} cases resumed); "
         f"the aggregates tables count {b['counted_in_tables']} cases for {b['aggregated']} aggregated"
         + (" (nothing counted twice)." if b["counted_twice"] == 0 else f" ({b['counted_twice']} counted twice!).")
     )

@@ -45,6 +45,7 @@ class Faults:
     aggregate_crashes: int = 0  # the aggregate function dies after writing half a batch, this many times
     duplicate_every: int = 0  # every Nth queue message and rule message is delivered twice
     reorder: bool = False  # queue batches are delivered shuffled, some messages held back a round
+    power_cuts: int = 0  # each fleet's first device loses power this many times, mid-spool-write
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -112,6 +113,7 @@ class Simulation:
         self.out = out
         self.log_dir = out / "logs"
         shutil.rmtree(self.log_dir, ignore_errors=True)  # the report reads these logs: only this run's
+        shutil.rmtree(out / "spool", ignore_errors=True)  # a reused folder's devices must not resume an old run
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stop_event = threading.Event()  # the whole pipeline
         self.devices_stop = threading.Event()  # the devices only (Ctrl-C: stop them, drain the rest)
@@ -409,7 +411,7 @@ class Simulation:
             self.devices += build_devices(
                 fleet, count, self.options.records, self.services.brokers[fleet.home_region].url, runtime, model,
                 self.options.mode or fleet.mode, test.x, test.y, self.options.seed, self.options.rate,
-                self.options.drift, str(self.out / "spool"), head,
+                self.options.drift, str(self.out / "spool"), head, self.options.faults.power_cuts,
             )  # fmt: skip
         for run in self.devices:
             offline = self.options.offline.get(run.fleet.name)

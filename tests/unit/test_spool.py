@@ -42,6 +42,30 @@ def test_bounded_by_count_and_bytes_evicting_the_oldest(tmp_path):
         small.append("t", b"x" * 1000)
 
 
+def test_the_input_cursor_survives_a_restart_and_the_publishing_of_its_entry(tmp_path):
+    spool = Spool(tmp_path)
+    assert spool.resume_point() == 0
+    spool.append("t", b"a", cursor=3)
+    spool.append("t", b"b")  # a message with no cursor leaves the resume point alone
+    spool.append("t", b"c", cursor=5)
+    reopened = Spool(tmp_path)
+    assert reopened.resume_point() == 5
+    assert [e.cursor for e in reopened.pending()] == [3, None, 5]
+    StoreAndForward(FlakyTransport(), reopened).replay()  # all published and removed
+    assert len(Spool(tmp_path)) == 0 and Spool(tmp_path).resume_point() == 5  # the checkpoint kept it
+
+
+def test_entries_spooled_by_the_previous_release_are_still_replayed(tmp_path):
+    import struct
+    import zlib
+
+    body = struct.pack(">4sHI", b"DSP1", 3, 5) + b"t/1" + b"hello"  # the DSP1 layout: no cursor
+    (tmp_path / f"{1:020d}.msg").write_bytes(body + struct.pack(">I", zlib.crc32(body)))
+    spool = Spool(tmp_path)
+    assert [(e.topic, e.payload, e.cursor) for e in spool.pending()] == [("t/1", b"hello", None)]
+    assert spool.corrupt == 0 and spool.append("t/2", b"x", cursor=1) == 2
+
+
 def test_torn_file_is_set_aside_not_replayed(tmp_path):
     spool = Spool(tmp_path)
     seq = spool.append("t", b"hello")
@@ -107,6 +131,7 @@ def test_crash_between_fsync_and_rename(tmp_path):
     assert result.returncode == 9
     acked = _acknowledged(result.stdout)
     assert len(acked) == 6  # the 7th append never returned
+    assert Spool(tmp_path / "spool").torn_writes == 1  # its file, found and discarded at the restart
     _check(tmp_path, acked)
     assert len(Spool(tmp_path / "spool")) == 6
 
