@@ -13,7 +13,8 @@ from domicile.topology import FleetMode
 from edge_components.inference.settings import EdgeSettings
 
 
-def build_device(settings: EdgeSettings, transport: Transport) -> EdgeDevice:
+def build_device(settings: EdgeSettings, transport: Transport, *, write_ahead: bool = False) -> EdgeDevice:
+    """`write_ahead`: spool every message first, for a device that can resume its input (standalone)."""
     identity = DeviceIdentity(
         device=settings.aws_iot_thing_name,
         fleet=settings.fleet,
@@ -29,7 +30,7 @@ def build_device(settings: EdgeSettings, transport: Transport) -> EdgeDevice:
         None if head else ModelRuntime(settings.model_dir),
         settings.model_name,
         settings.mode,
-        StoreAndForward(transport, spool),
+        StoreAndForward(transport, spool, write_ahead=write_ahead),
         split=head,
         threshold=settings.escalation_threshold,
         max_envelope_bytes=settings.max_envelope_bytes,

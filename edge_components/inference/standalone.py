@@ -6,6 +6,11 @@
 
 Each input line is `{"case_id": "...", "features": [64 numbers]}`; without --input, the held-out
 digits test rows are used. Settings not given as flags come from the topology file.
+
+Every message is spooled before it is published, with the input position it covers, so a device
+that was killed (power cut, OOM, reboot) and is started again with `--resume` and the same input
+and spool folder continues where its output stopped being durable: no case lost, and a case sent
+again carries the same message id (case ids must be unique per device), which the cloud drops.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", help="JSON-lines file of cases (default: the digits test split)")
     parser.add_argument("--limit", type=int, default=100, help="test rows to send without --input")
     parser.add_argument("--rate", type=float, default=50.0, help="cases per second")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the input where this device's spool says it stopped"
+    )
     parser.add_argument("--ca")
     parser.add_argument("--cert")
     parser.add_argument("--key")
@@ -74,16 +82,24 @@ def main(argv: list[str] | None = None) -> int:
         spool_dir=Path(args.spool_dir),
     )
     transport = MqttTransport(args.broker, args.thing, ca_file=args.ca, cert_file=args.cert, key_file=args.key)
-    device = build_device(settings, transport)
-    for case_id, features in _cases(args.input, args.limit):
-        device.infer([case_id], [features])
+    device = build_device(settings, transport, write_ahead=True)
+    start = device.forward.spool.resume_point() if args.resume else 0
+    for position, (case_id, features) in enumerate(_cases(args.input, args.limit)):
+        if position < start:
+            continue  # its output is already published or spooled
+        device.infer([case_id], [features], positions=[position])
         device.tick()
         time.sleep(1.0 / args.rate)
     device.close()
     transport.close()
     print(
         json.dumps(
-            {**device.stats.as_dict(), **device.forward.stats.as_dict(), "spool_left": len(device.forward.spool)}
+            {
+                **device.stats.as_dict(),
+                **device.forward.stats.as_dict(),
+                "spool_left": len(device.forward.spool),
+                "resumed_at": start,
+            }
         )
     )
     return 0
