@@ -43,6 +43,16 @@ class SpoolError(Exception):
     pass
 
 
+def _write_synced(path: Path, data: bytes, mode: int) -> None:
+    """Write a file and fsync it; the caller renames it into place. `mode`: O_EXCL or O_TRUNC."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Spool:
     def __init__(self, directory: Path | str, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.directory = Path(directory)
@@ -114,12 +124,7 @@ class Spool:
             self._next += 1
             final = self._path(seq)
             tmp = final.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, blob)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_synced(tmp, blob, os.O_EXCL)  # a new seq: its file cannot exist yet
             self._place(tmp, final)
             self._sizes[seq] = len(blob)
             if cursor is not None:
@@ -186,12 +191,7 @@ class Spool:
     def _write_checkpoint(self, cursor: int) -> None:
         final = self.directory / CURSOR_FILE
         partial = final.with_suffix(".partial")
-        partial.write_text(str(cursor))
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_synced(partial, str(cursor).encode(), os.O_TRUNC)
         os.replace(partial, final)
         self._fsync_dir()
         self._checkpoint = cursor

@@ -78,6 +78,7 @@ class DeviceRun:
     restarts: int = 0
     torn_writes: int = 0  # interrupted spool writes the restarted device found and discarded
     resumed: int = 0  # cases handled again after a restart (sent again under the same ids, or never sent)
+    reached: int = 0  # input positions handed to the device so far
     started: dict[str, float] = field(default_factory=dict)  # case id -> wall time
     labels: dict[str, int] = field(default_factory=dict)
     decisions: list[tuple[float, bool]] = field(default_factory=list)  # (time, escalated)
@@ -101,12 +102,11 @@ class DeviceRun:
                     # Restarted like Greengrass restarts a component: a new device from the disk alone,
                     # resuming its input where the spool says the output stopped being durable.
                     assert self.restart is not None
-                    reached = self._reached
                     self.device = self.restart(self.device)
                     self.restarts += 1
                     self.torn_writes += self.device.forward.spool.torn_writes
                     position = self.device.forward.spool.resume_point()
-                    self.resumed += reached - position
+                    self.resumed += self.reached - position
             deadline = time.monotonic() + 60
             while len(self.device.forward.spool) and time.monotonic() < deadline and not stop.is_set():
                 time.sleep(0.2)
@@ -115,8 +115,6 @@ class DeviceRun:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.done = True
-
-    _reached = 0  # input positions handed to the device so far
 
     def _stream(self, start: int, begin: float, stop: threading.Event, offline: tuple[float, float] | None) -> None:
         """Cases start..end of this device's input, then the packer's last envelope."""
@@ -135,7 +133,7 @@ class DeviceRun:
             case_id = f"{self.identity.device}-{i}"
             self.labels[case_id] = int(self.y[i])
             self.started.setdefault(case_id, time.time())  # a resumed case keeps its first start
-            self._reached = i + 1
+            self.reached = i + 1
             (decision,) = self.device.infer([case_id], features[None, :], positions=[i])
             self.decisions.append((time.time(), bool(decision["escalated"])))
             self.device.tick()
