@@ -19,7 +19,6 @@ from domicile.edge.topics import DeviceIdentity
 from domicile.edge.transport import TransportUnavailable
 from domicile.envelope import ResultEnvelope, parse_envelope
 from domicile.runtime import ModelRuntime
-from domicile.sim.devices import PowerCut, PowerCutSpool
 from domicile.topology import FleetMode
 from tests.conftest import MODELS
 
@@ -27,6 +26,10 @@ TEST = load_digits_splits().test
 IDENTITY = DeviceIdentity("munich-line-0", "munich-line", "eu", "eu-central-1")
 CASES = 40
 OUTAGE = range(12, 24)  # the link is down for these cases: the spool holds a backlog at some kills
+
+
+class Crash(BaseException):
+    pass
 
 
 class Link:
@@ -45,32 +48,31 @@ class Link:
         pass
 
 
-class CrashingSpool(PowerCutSpool):
-    """Counts its writes, publishes' removals and checkpoints; the power goes at the chosen one.
-
-    A write is torn as `domicile simulate --fault device-kill` tears it: half its bytes on disk.
-    """
+class CrashingSpool(Spool):
+    """Counts its writes, publishes' removals and checkpoints; crashes at the chosen one."""
 
     count: ClassVar[dict[str, int]] = {}  # shared by the crashed device and its successor
     crash_at: ClassVar[tuple[str, int] | None] = None
 
-    def _tick(self, point: str) -> bool:
+    def _tick(self, point: str) -> None:
         self.count[point] = self.count.get(point, 0) + 1
-        return self.crash_at == (point, self.count[point])
+        if self.crash_at == (point, self.count[point]):
+            raise Crash(point)
 
     def _place(self, tmp, final):
-        self.armed = self._tick("write")
+        if self.crash_at == ("write", self.count.get("write", 0) + 1):
+            with open(tmp, "r+b") as handle:
+                handle.truncate(tmp.stat().st_size // 2)  # half the bytes reached the disk
+        self._tick("write")
         super()._place(tmp, final)
 
     def remove(self, seq):
-        if self._tick("published"):  # published, not yet removed
-            raise PowerCut("after a publish")
+        self._tick("published")  # published, not yet removed
         super().remove(seq)
 
     def _write_checkpoint(self, cursor):
         super()._write_checkpoint(cursor)
-        if self._tick("checkpoint"):  # the cursor is saved, the entry not yet removed
-            raise PowerCut("after a checkpoint")
+        self._tick("checkpoint")  # the cursor is saved, the entry not yet removed
 
 
 class Clock:
@@ -105,7 +107,7 @@ def run(runtime, mode, directory, crash_at):
             link.up = True
             device.close()
             return link, restarts
-        except PowerCut:
+        except Crash:
             device, restarts = new_device(), restarts + 1
             position = device.forward.spool.resume_point()
 
