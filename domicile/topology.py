@@ -38,6 +38,13 @@ class FleetMode(StrEnum):
     SPLIT = "split"
 
 
+class EdgeComponentKind(StrEnum):
+    """How a fleet's edge code runs on a Greengrass core (README: "Two kinds of edge component")."""
+
+    LAMBDA = "lambda"  # a pinned Lambda-function component publishing with greengrasssdk (legacy router)
+    GENERIC = "generic"  # a process publishing over IPC (awsiotsdk); AWS's recommended path, and nucleus lite's only
+
+
 class ModelRole(StrEnum):
     EDGE = "edge"
     CLOUD = "cloud"
@@ -89,6 +96,7 @@ class Fleet(_Strict):
     home_region: str
     devices: int = Field(ge=1, le=10_000)
     mode: FleetMode
+    component: EdgeComponentKind = EdgeComponentKind.LAMBDA
 
 
 class Topology(_Strict):
@@ -179,6 +187,16 @@ def parse_topology(data: dict[str, Any]) -> Topology:
         raise ConfigError(f"{key}: {first['msg'].removeprefix('Value error, ')}") from exc
     _cross_check(topo)
     return topo
+
+
+def with_fleet_overrides(
+    topology: Topology, *, mode: FleetMode | None = None, component: EdgeComponentKind | None = None
+) -> Topology:
+    """The topology with every fleet's mode and/or component kind replaced, validated again."""
+    data = topology.model_dump(mode="json")
+    for fleet in data["fleets"].values():
+        fleet.update({k: v for k, v in (("mode", mode), ("component", component)) if v is not None})
+    return parse_topology(data)
 
 
 def load_topology(path: Path | str | None = None) -> Topology:

@@ -136,3 +136,51 @@ def tables(aws: None) -> tuple[str, str]:
         BillingMode="PAY_PER_REQUEST",
     )
     return AGGREGATES_TABLE, IDEMPOTENCY_TABLE
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    """The real app, synthesized once per test process (bundling reuses the pip cache)."""
+    from domicile.topology import load_topology
+    from infra.app import build_app
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = build_app(load_topology(), outdir=str(outdir))
+    assembly = app.synth()
+    return app, assembly, outdir
+
+
+@pytest.fixture(scope="session")
+def greengrass_cloud(synthesized: tuple[Any, Any, Path]) -> Any:
+    """What the synthesized templates create in Greengrass: component versions, deployments, artifacts."""
+    from domicile.sim.assembly import load_stacks
+    from domicile.sim.greengrass import GreengrassCloud
+
+    _, _, outdir = synthesized
+    cloud = GreengrassCloud(outdir)
+    for stack in load_stacks(outdir):
+        cloud.add_stack(stack)
+    return cloud
+
+
+def synthesize_variant(tmp_path_factory: pytest.TempPathFactory, name: str, **overrides: Any) -> Any:
+    """The default topology with every fleet overridden (mode, component), synthesized, as a Greengrass cloud."""
+    from domicile.sim.assembly import load_stacks
+    from domicile.sim.greengrass import GreengrassCloud
+    from domicile.topology import load_topology, with_fleet_overrides
+    from infra.app import build_app
+
+    outdir = tmp_path_factory.mktemp(name)
+    build_app(with_fleet_overrides(load_topology(), **overrides), outdir=str(outdir)).synth()
+    cloud = GreengrassCloud(outdir)
+    for stack in load_stacks(outdir):
+        cloud.add_stack(stack)
+    return cloud
+
+
+@pytest.fixture(scope="session")
+def generic_cloud(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The default topology with generic (IPC) edge components, synthesized once per test process."""
+    from domicile.topology import EdgeComponentKind
+
+    return synthesize_variant(tmp_path_factory, "generic.cdk.out", component=EdgeComponentKind.GENERIC)

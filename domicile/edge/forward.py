@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from domicile.edge.spool import Spool
-from domicile.edge.transport import Transport, TransportUnavailable
+from domicile.edge.transport import Transport, TransportRefused, TransportUnavailable
 
 
 @dataclass
@@ -30,6 +30,7 @@ class StoreAndForward:
         self.spool = spool
         self.write_ahead = write_ahead
         self.stats = ForwardStats()
+        self.last_refusal: str | None = None  # why the core last refused a message (it stays spooled)
         self._lock = threading.Lock()
 
     def send(self, topic: str, payload: bytes, cursor: int | None = None) -> None:
@@ -50,6 +51,8 @@ class StoreAndForward:
                     self.transport.publish(topic, payload)
                     self.stats.published += 1
                     return
+                except TransportRefused as exc:
+                    self.last_refusal = str(exc)
                 except TransportUnavailable:
                     pass
             self.spool.append(topic, payload, cursor)
@@ -65,6 +68,9 @@ class StoreAndForward:
         for entry in self.spool.pending():
             try:
                 self.transport.publish(entry.topic, entry.payload)
+            except TransportRefused as exc:
+                self.last_refusal = str(exc)
+                break
             except TransportUnavailable:
                 break
             self.spool.remove(entry.seq)

@@ -1,15 +1,21 @@
-"""How a device publishes: one interface, two implementations that pass the same contract tests.
+"""How a device publishes: one interface, three implementations that pass the same contract tests.
 
-- `GreengrassTransport`: `greengrasssdk.client("iot-data").publish`, on a Greengrass core device;
+- `GreengrassTransport`: `greengrasssdk.client("iot-data").publish`, in a Lambda component on a
+  Greengrass core (through `aws.greengrass.LegacySubscriptionRouter`);
+- `IpcTransport`: IPC `PublishToIoTCore` (awsiotsdk), in a generic component on a Greengrass core;
 - `MqttTransport`: paho-mqtt to any MQTT broker (IoT Core with X.509, a local broker in simulation).
 
 `publish` returns once the message is handed over (QoS 1 acknowledged, or accepted by the
 Greengrass core); otherwise it raises `TransportUnavailable` and the caller spools the message.
+A core that refuses the message (no router subscription, no IPC authorization) raises
+`TransportRefused`: the message stays spooled, and the refusal is kept to be reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -17,6 +23,10 @@ from urllib.parse import urlparse
 
 class TransportUnavailable(Exception):
     """The link is down or the message was not acknowledged in time: keep it and retry later."""
+
+
+class TransportRefused(TransportUnavailable):
+    """The core refused the message: its deployment does not allow it. Retrying will not help."""
 
 
 class Transport(Protocol):
@@ -38,10 +48,64 @@ class GreengrassTransport:
         try:
             self._client.publish(topic=topic, payload=payload, queueFullPolicy=self._queue_full_policy)
         except Exception as exc:  # the SDK raises its own InvocationException, or IPC errors
-            raise TransportUnavailable(f"greengrass publish to {topic} failed: {exc}") from exc
+            # A core's Lambda manager answers an unrouted publish with HTTP 400 "No subscription exists ..."
+            # (seen in a core's log; Greengrass v2 developer guide, "Legacy subscription router").
+            error = TransportRefused if "No subscription exists" in str(exc) else TransportUnavailable
+            raise error(f"greengrass publish to {topic} failed: {exc}") from exc
 
     def close(self) -> None:
         return None
+
+
+class IpcTransport:
+    """Publishes with Greengrass IPC `PublishToIoTCore` at QoS 1, as a generic component does.
+
+    The socket and token default to the environment the nucleus gives a component
+    (`AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT`, `SVCUID`).
+    """
+
+    def __init__(
+        self, *, socket_path: str | None = None, auth_token: str | None = None, timeout_s: float = 5.0
+    ) -> None:
+        from awsiot import greengrasscoreipc
+        from awsiot.greengrasscoreipc import clientv2
+
+        sdk: Any = greengrasscoreipc  # awsiotsdk ships no type hints
+        v2: Any = clientv2
+        self.timeout_s = timeout_s
+        self._connect: Callable[[], Any] = lambda: v2.GreengrassCoreIPCClientV2(
+            client=sdk.connect(ipc_socket=socket_path, authtoken=auth_token, timeout=timeout_s)
+        )
+        self._client: Any = None
+        self._lock = threading.Lock()
+        try:
+            self._client = self._connect()
+        except Exception:  # the core is not up yet: the first publish tries again
+            self._client = None
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        from awsiot.greengrasscoreipc.model import QOS, UnauthorizedError
+
+        with self._lock:
+            try:
+                if self._client is None:
+                    self._client = self._connect()
+                self._client.publish_to_iot_core(topic_name=topic, qos=QOS.AT_LEAST_ONCE, payload=payload)
+            except UnauthorizedError as exc:  # the recipe's aws.greengrass.ipc.mqttproxy policy does not allow it
+                raise TransportRefused(f"IPC publish to {topic} refused: {exc.message}") from exc
+            except Exception as exc:  # the socket closed (core restarting), ServiceError, timeout
+                self._drop()
+                raise TransportUnavailable(f"IPC publish to {topic} failed: {exc!r}") from exc
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
 
 
 @dataclass(frozen=True)

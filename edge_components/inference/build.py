@@ -13,15 +13,21 @@ from domicile.topology import FleetMode
 from edge_components.inference.settings import EdgeSettings
 
 
-def build_device(settings: EdgeSettings, transport: Transport, *, write_ahead: bool = False) -> EdgeDevice:
-    """`write_ahead`: spool every message first, for a device that can resume its input (standalone)."""
+def build_device(
+    settings: EdgeSettings, transport: Transport, *, write_ahead: bool = False, spool: Spool | None = None
+) -> EdgeDevice:
+    """`write_ahead`: spool every message first, for a device that can resume its input (standalone).
+
+    `spool`: a spool of the caller's on `settings.spool_dir` (the local run's power-cut spool).
+    """
     identity = DeviceIdentity(
         device=settings.aws_iot_thing_name,
         fleet=settings.fleet,
         jurisdiction=settings.jurisdiction,
         home_region=settings.home_region,
     )
-    spool = Spool(settings.spool_dir, settings.spool_max_entries, settings.spool_max_bytes)
+    if spool is None:  # (an empty spool is falsy: it has no entries)
+        spool = Spool(settings.spool_dir, settings.spool_max_entries, settings.spool_max_bytes)
     head = None
     if settings.mode is FleetMode.SPLIT and settings.split_cut:  # the settings insist on a cut in split mode
         head = SplitHead(settings.model_dir, settings.split_cut, settings.split_encoding)

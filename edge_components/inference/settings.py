@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, ValidationError, model_validator
@@ -40,9 +41,13 @@ class EdgeSettings(BaseSettings):
         return self
 
 
-def load_edge_settings() -> EdgeSettings:
+def load_edge_settings(environment: Mapping[str, str] | None = None) -> EdgeSettings:
+    """From the process environment, or from `environment` (a component's, as the local core deploys it)."""
     try:
-        return EdgeSettings()  # filled from the environment
+        if environment is None:
+            return EdgeSettings()  # filled from the environment
+        given = {k.lower(): v for k, v in environment.items() if k.lower() in EdgeSettings.model_fields}
+        return EdgeSettings.model_validate(given)  # that environment alone, not this process's
     except ValidationError as exc:
         missing = [str(e["loc"][0]).upper() for e in exc.errors() if e["type"] == "missing"]
         if missing:

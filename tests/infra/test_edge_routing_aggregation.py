@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import json
+import zipfile
 
 import pytest
 from aws_cdk import Stack
@@ -12,6 +13,7 @@ from domicile.manifest import load_manifest
 from domicile.split.model import load_split_manifest
 from domicile.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
+from infra.greengrass import PINNED_VERSIONS
 from tests.conftest import MODELS
 
 TOPOLOGY = load_topology()
@@ -53,26 +55,51 @@ def _has_split_fleets(region):
     return any(f.mode is FleetMode.SPLIT for f in TOPOLOGY.fleets_in(region))
 
 
-def test_model_component_recipes_have_in_region_artifacts_with_digests(template, stack, region):
-    recipes = {}
+def _recipes(template):
+    out = {}
     for component in by_type(template, "AWS::GreengrassV2::ComponentVersion"):
         if "InlineRecipe" in component["Properties"]:
-            text = json.dumps(component["Properties"]["InlineRecipe"])
-            recipes[text.split('ComponentName\\":\\"', 1)[1].split("\\", 1)[0]] = text
+            joined = component["Properties"]["InlineRecipe"]["Fn::Join"][1]
+            text = "".join(part if isinstance(part, str) else "cdk-hnb659fds-assets-ACCOUNT-REGION" for part in joined)
+            recipe = json.loads(text)
+            out[recipe["ComponentName"]] = recipe
+    return out
+
+
+def _asset_file(outdir, stack, object_key):
+    manifest = json.loads((outdir / f"{stack.stack_name}.assets.json").read_text())
+    for asset in manifest["files"].values():
+        if any(d["objectKey"] == object_key for d in asset["destinations"].values()):
+            return outdir / asset["source"]["path"]
+    raise AssertionError(f"{object_key} is not an asset of {stack.stack_name}")
+
+
+def test_model_components_ship_one_zip_whose_files_are_the_registry_files(template, stack, region, synthesized):
+    recipes = {name: r for name, r in _recipes(template).items() if name.startswith("com.domicile.model.")}
     expected = {"com.domicile.model.digits-edge": [MODELS / EDGE.file, MODELS / "manifest.json"]}
     if _has_split_fleets(region):  # the split fleets' devices get the head at the topology's cut, nothing more
         head = SPLIT_MANIFEST.parts[f"{SPLIT.cut}/head"]
         expected["com.domicile.model.digits-deep-head"] = [MODELS / "split" / head.file, MODELS / "split/manifest.json"]
     assert set(recipes) == set(expected)
     for name, files in expected.items():
-        text = recipes[name]
-        assert all(_digest(f) in text for f in files) and text.count("SHA-256") == len(files)
-        assert "cdk-hnb659fds-assets-" in text and stack.region in text  # the region's own asset bucket
-        assert "tail.onnx" not in text  # the tail never leaves the cloud
+        (manifest,) = recipes[name]["Manifests"]
+        (artifact,) = manifest["Artifacts"]
+        assert artifact["Unarchive"] == "ZIP" and artifact["Algorithm"] == "SHA-256"
+        assert artifact["Uri"].startswith("s3://cdk-hnb659fds-assets-")  # the region's own asset bucket
+        archive = _asset_file(synthesized[2], stack, artifact["Uri"].rsplit("/", 1)[-1])
+        assert artifact["Digest"] == _digest(archive)
+        with zipfile.ZipFile(archive) as zipped:
+            assert {i.filename: zipped.read(i) for i in zipped.infolist()} == {f.name: f.read_bytes() for f in files}
+        assert "tail.onnx" not in json.dumps(recipes[name])  # the tail never leaves the cloud
 
 
-def test_one_pinned_lambda_component_per_fleet(template, region):
+def _model_component_of(fleet):
+    return "com.domicile.model." + ("digits-deep-head" if fleet.mode is FleetMode.SPLIT else "digits-edge")
+
+
+def test_one_pinned_lambda_component_per_fleet_reading_the_model_where_the_nucleus_unpacks_it(template, region):
     fleets = TOPOLOGY.fleets_in(region)
+    recipes = _recipes(template)
     lambdas = [c["Properties"]["LambdaFunction"] for c in by_type(template, "AWS::GreengrassV2::ComponentVersion")
                if "LambdaFunction" in c["Properties"]]  # fmt: skip
     assert sorted(c["ComponentName"] for c in lambdas) == sorted(f"com.domicile.edge.{f.name}" for f in fleets)
@@ -83,15 +110,22 @@ def test_one_pinned_lambda_component_per_fleet(template, region):
         assert params["EventSources"] == [{"Topic": "domicile/local/+/input", "Type": "PUB_SUB"}]
         env = params["EnvironmentVariables"]
         assert env["MODE"] == fleet.mode.value and env["JURISDICTION"] == fleet.jurisdiction
-        model = "digits-deep-head" if fleet.mode is FleetMode.SPLIT else "digits-edge"
-        assert env["HOME_REGION"] == region and env["MODEL_DIR"].endswith(f"com.domicile.model.{model}/1.0.0")
-        assert f"com.domicile.model.{model}" in component["ComponentDependencies"]
+        model = _model_component_of(fleet)
+        (artifact,) = recipes[model]["Manifests"][0]["Artifacts"]
+        stem = artifact["Uri"].rsplit("/", 1)[-1].rsplit(".", 1)[0]  # the archive's name without its extension
+        assert env["HOME_REGION"] == region and env["MODEL_DIR"] == f"{{{model}:artifacts:decompressedPath}}/{stem}"
+        assert env["SPOOL_DIR"] == "{work:path}/spool"
+        deps = component["ComponentDependencies"]
+        assert deps[model]["DependencyType"] == "HARD"
+        assert deps["aws.greengrass.Nucleus"]["VersionRequirement"] == ">=2.6.0 <3.0.0"  # PUB_SUB wildcards
+        assert deps["aws.greengrass.LambdaManager"]["VersionRequirement"] == ">=2.2.5 <3.0.0"
+        assert "aws.greengrass.LegacySubscriptionRouter" in deps
         if fleet.mode is FleetMode.SPLIT:
             assert (env["SPLIT_CUT"], env["SPLIT_ENCODING"]) == (SPLIT.cut, SPLIT.encoding)
         assert ":" in json.dumps(component["LambdaArn"])  # a published version, never $LATEST
 
 
-def test_deployment_per_fleet_with_staged_rollout_abort_and_rollback(template, region):
+def test_deployment_per_fleet_pins_its_components_routes_its_topics_and_can_abort(template, region):
     deployments = by_type(template, "AWS::GreengrassV2::Deployment")
     assert len(deployments) == len(TOPOLOGY.fleets_in(region))
     for deployment in deployments:
@@ -99,12 +133,27 @@ def test_deployment_per_fleet_with_staged_rollout_abort_and_rollback(template, r
         assert props["DeploymentPolicies"]["FailureHandlingPolicy"] == "ROLLBACK"
         job = props["IotJobConfiguration"]
         assert job["JobExecutionsRolloutConfig"]["ExponentialRate"]["BaseRatePerMinute"] == 5
-        assert job["AbortConfig"]["CriteriaList"][0]["Action"] == "CANCEL"
+        (criteria,) = job["AbortConfig"]["CriteriaList"]
+        assert criteria["Action"] == "CANCEL"
         assert job["TimeoutConfig"]["InProgressTimeoutInMinutes"] == 30
         assert "Fn::GetAtt" in props["TargetArn"]  # the fleet's thing group
         fleet = TOPOLOGY.fleets[props["DeploymentName"].removeprefix("domicile-")]
-        model = "digits-deep-head" if fleet.mode is FleetMode.SPLIT else "digits-edge"
-        assert set(props["Components"]) == {f"com.domicile.model.{model}", f"com.domicile.edge.{fleet.name}"}
+        # IoT jobs abort only once more than this many devices ran the job: below the fleet size
+        assert 1 <= criteria["MinNumberOfExecutedThings"] < max(fleet.devices, 2)
+        components = props["Components"]
+        edge = f"com.domicile.edge.{fleet.name}"
+        assert set(components) == {_model_component_of(fleet), edge, *PINNED_VERSIONS}
+        for name, version in PINNED_VERSIONS.items():
+            assert components[name]["ComponentVersion"] == version
+        nucleus = json.loads(components["aws.greengrass.Nucleus"]["ConfigurationUpdate"]["Merge"])
+        assert nucleus == {"interpolateComponentConfiguration": True}
+        router = json.loads(components["aws.greengrass.LegacySubscriptionRouter"]["ConfigurationUpdate"]["Merge"])
+        subscriptions = router["subscriptions"]
+        assert all(sid == sub["id"] and sub["source"] == f"component:{edge}" and sub["target"] == "cloud"
+                   for sid, sub in subscriptions.items())  # fmt: skip
+        kinds = {FleetMode.CLOUD_ONLY: {"escalate"}, FleetMode.SPLIT: {"split"}}.get(fleet.mode, {"result", "escalate"})
+        own = f"domicile/{fleet.jurisdiction}/{fleet.name}/{{iot:thingName}}/"  # the device's own topics only
+        assert {sub["subject"] for sub in subscriptions.values()} == {own + kind for kind in kinds}
     groups = {g["Properties"]["ThingGroupName"] for g in by_type(template, "AWS::IoT::ThingGroup")}
     assert groups == {f"domicile-{f.name}" for f in TOPOLOGY.fleets_in(region)}
 
@@ -124,7 +173,7 @@ def test_device_policies_allow_only_own_topics(template, region):
             assert own + only in document and own + "*" not in document
 
 
-def test_token_exchange_role_alias_reads_only_the_artifacts(template):
+def test_token_exchange_role_reads_each_artifact_key_and_nothing_else_of_the_bucket(template):
     template.has_resource_properties("AWS::IoT::RoleAlias", {"CredentialDurationSeconds": 3600})
     template.has_resource_properties(
         "AWS::IAM::Role",
@@ -138,10 +187,19 @@ def test_token_exchange_role_alias_reads_only_the_artifacts(template):
         p for p in by_type(template, "AWS::IAM::Policy") if "TokenExchange" in json.dumps(p["Properties"]["Roles"])
     ]
     (policy,) = policies
-    text = json.dumps(policy)
-    assert "s3:GetObject" in text and "/aws/greengrass/*" in text
-    allows = [st for st in policy["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
-    assert all(st["Resource"] != "*" for st in allows)
+    statements = [st for st in policy["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+    assert all(st["Resource"] != "*" for st in statements)
+    s3 = [st for st in statements if any(str(a).startswith("s3:") for a in _list(st["Action"]))]
+    keys = {json.dumps(r) for st in s3 if st["Action"] == "s3:GetObject" for r in _list(st["Resource"])}
+    recipes = _recipes(template)
+    artifacts = [a["Uri"].rsplit("/", 1)[-1] for r in recipes.values() for m in r["Manifests"] for a in m["Artifacts"]]
+    assert len(keys) == len(artifacts) and all(any(key in k for k in keys) for key in artifacts)
+    assert all("*" not in json.dumps(st["Resource"]) for st in s3)  # each object's key, never the bucket's /*
+    assert {st["Action"] for st in s3} == {"s3:GetObject", "s3:GetBucketLocation"}  # the nucleus asks both
+
+
+def _list(value):
+    return value if isinstance(value, list) else [value]
 
 
 def test_topic_rules_route_by_kind_with_error_actions(template, region):
