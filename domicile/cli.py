@@ -14,6 +14,7 @@ pin_kernels()  # before numpy loads OpenBLAS: model builds must give the same by
 from domicile.datasets import DEFAULT_SEED  # noqa: E402
 from domicile.errors import DomicileError  # noqa: E402
 from domicile.manifest import DEFAULT_MODEL_DIR  # noqa: E402
+from domicile.topology import EdgeComponentKind, FleetMode  # noqa: E402
 
 EXAMPLES = """examples:
   domicile topology check                 validate domicile.toml and print what it deploys
@@ -151,9 +152,15 @@ def _faults(specs: list[str]) -> Any:
 def _simulate(args: argparse.Namespace) -> int:
     from domicile.sim.main import simulate
     from domicile.sim.runner import SimOptions
-    from domicile.topology import FleetMode, load_topology
+    from domicile.topology import load_topology, with_fleet_overrides
 
     topology = load_topology(args.topology)
+    if args.mode or args.component:  # every fleet, in the templates too: the local run synthesizes this topology
+        topology = with_fleet_overrides(
+            topology,
+            mode=FleetMode(args.mode) if args.mode else None,
+            component=EdgeComponentKind(args.component) if args.component else None,
+        )
     offline = {}
     for fleet, seconds in _key_values(args.offline, "--offline").items():
         if fleet not in topology.fleets:
@@ -168,12 +175,15 @@ def _simulate(args: argparse.Namespace) -> int:
             raise DomicileError(f"--broker: {region} is not a home region ({', '.join(topology.home_regions())})")
     options = SimOptions(
         records=args.records, devices=args.devices, rate=args.rate, seed=args.seed,
-        mode=FleetMode(args.mode) if args.mode else None, drift=args.drift, offline=offline,
+        drift=args.drift, offline=offline,
         inject_violations=args.inject_violations, out=Path(args.out) if args.out else None, brokers=brokers,
         progress=not args.no_progress, faults=_faults(args.fault),
     )  # fmt: skip
     report = simulate(topology, options)
-    return 0 if report["books"]["balanced"] and not report["interrupted"] else 1
+    errors = [error for fleet in report["fleets"] for error in fleet["device_errors"]]
+    for error in errors:  # a device its core stopped (a refused publish) fails the run, with the core's reason
+        print(f"device error: {error}", file=sys.stderr)
+    return 0 if report["books"]["balanced"] and not report["interrupted"] and not errors else 1
 
 
 def _split_build(args: argparse.Namespace) -> int:
@@ -294,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--devices", type=int, help="devices per fleet (default: the topology's counts)")
     sim.add_argument("--rate", type=float, default=60.0, help="cases per second per device (default 60)")
     sim.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data split and shuffling seed")
-    sim.add_argument("--mode", choices=["edge-only", "cloud-only", "hybrid"], help="override every fleet's mode")
+    sim.add_argument("--mode", choices=[m.value for m in FleetMode], help="override every fleet's mode")
+    sim.add_argument("--component", choices=[k.value for k in EdgeComponentKind],
+                     help="override every fleet's edge component: lambda (greengrasssdk) or generic (IPC)")  # fmt: skip
     sim.add_argument("--drift", action="store_true", help="shift the input distribution halfway through")
     sim.add_argument("--offline", action="append", default=[], metavar="FLEET=SECONDS",
                      help="cut a fleet's link for SECONDS a third of the way in (repeatable)")  # fmt: skip

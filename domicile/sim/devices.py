@@ -1,4 +1,12 @@
-"""Simulated devices: the real edge component code, the MQTT transport, held-out digits data."""
+"""Simulated devices: each one a local Greengrass core that deploys its fleet's deployment.
+
+A device is what the local core deployed from the synthesized templates: the fleet's edge component
+with the environment the nucleus gives it (settings, model files placed from the model component's
+artifact, spool in its work folder). It publishes as that component does on a core: a Lambda
+component through the core's legacy subscription router, a generic component with the real IPC
+client against the core's IPC server. The core's own MQTT connection (client id: the thing name)
+carries the messages to the region's broker. Data: held-out digits.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from domicile.edge.device import EdgeDevice
-from domicile.edge.forward import StoreAndForward
 from domicile.edge.spool import Spool
 from domicile.edge.topics import DeviceIdentity
-from domicile.edge.transport import MqttTransport, Transport, TransportUnavailable
-from domicile.runtime import ModelRuntime
-from domicile.split.runtime import SplitHead
-from domicile.topology import Fleet, FleetMode
+from domicile.edge.transport import IpcTransport, MqttTransport, Transport, TransportRefused, TransportUnavailable
+from domicile.sim.greengrass import DeployedComponent, DeploymentFailed, GreengrassCloud, LocalCore, RouterRefused
+from domicile.topology import Fleet
+from edge_components.inference.build import build_device
+from edge_components.inference.settings import EdgeSettings, load_edge_settings
 
 
 class SwitchableLink:
@@ -84,6 +92,7 @@ class DeviceRun:
     decisions: list[tuple[float, bool]] = field(default_factory=list)  # (time, escalated)
     done: bool = False
     error: str | None = None
+    core: LocalCore | None = None  # the device's Greengrass core
 
     def features(self, i: int) -> np.ndarray:
         """Case i of this device's stream, faded from the middle on when the run drifts."""
@@ -109,6 +118,8 @@ class DeviceRun:
                     self.resumed += self.reached - position
             deadline = time.monotonic() + 60
             while len(self.device.forward.spool) and time.monotonic() < deadline and not stop.is_set():
+                if self.device.forward.last_refusal:  # the core will refuse it again: a deployment fault
+                    raise DeploymentFailed(f"the Greengrass core refused a publish: {self.device.forward.last_refusal}")
                 time.sleep(0.2)
                 self.device.forward.replay()
         except Exception as exc:  # reported, never silently lost
@@ -142,20 +153,61 @@ class DeviceRun:
         self.device.close()
 
 
+class RouterTransport:
+    """greengrasssdk `publish()` as a core runs it: the legacy subscription router, then the core's link.
+
+    In-process, so that several devices share one interpreter; the real greengrasssdk takes the
+    same path through the fake Lambda runtime in the transport contract tests.
+    """
+
+    def __init__(self, core: LocalCore, source_arn: str) -> None:
+        self.core = core
+        self.source_arn = source_arn
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        try:
+            self.core.route_lambda_publish(self.source_arn, topic, payload)
+        except RouterRefused as exc:
+            raise TransportRefused(f"greengrass publish to {topic} failed: {exc}") from exc
+
+    def close(self) -> None:
+        return None
+
+
+def edge_component(deployed: dict[str, DeployedComponent]) -> DeployedComponent:
+    """The deployed component that runs device code: a Lambda component, or one with a Run step."""
+    runnable = [
+        c for c in deployed.values()
+        if not c.provided_by_aws and (c.component_type == "aws.greengrass.lambda" or c.lifecycle.get("Run"))
+    ]  # fmt: skip
+    if len(runnable) != 1:
+        raise DeploymentFailed(f"the deployment runs {len(runnable)} edge components, expected one: {sorted(deployed)}")
+    return runnable[0]
+
+
+def component_transport(core: LocalCore, component: DeployedComponent) -> Transport:
+    env = component.environment
+    if component.component_type == "aws.greengrass.lambda":
+        return RouterTransport(core, env["MY_FUNCTION_ARN"])
+    assert core.ipc is not None  # the component's socket path may be relative to its work folder: use ours
+    return IpcTransport(socket_path=core.ipc.address, auth_token=env["SVCUID"])
+
+
 def _new_device(
-    identity: DeviceIdentity, link: SwitchableLink, spool_dir: str, may_lose_power: bool,
-    runtime: ModelRuntime, model_name: str, mode: FleetMode, split: SplitHead | None,
-) -> EdgeDevice:  # fmt: skip
+    core: LocalCore, component: DeployedComponent, settings: EdgeSettings, may_lose_power: bool
+) -> EdgeDevice:
     # A device that may lose power spools every message first (write-ahead), so it can resume its input.
-    spool = PowerCutSpool(spool_dir) if may_lose_power else Spool(spool_dir)
-    return EdgeDevice(identity, runtime, model_name, mode, StoreAndForward(link, spool, write_ahead=may_lose_power),
-                      split=split)  # fmt: skip
+    spool = (
+        PowerCutSpool(settings.spool_dir, settings.spool_max_entries, settings.spool_max_bytes)
+        if may_lose_power
+        else None
+    )
+    return build_device(settings, component_transport(core, component), write_ahead=may_lose_power, spool=spool)
 
 
-def _restart(make: Callable[[], EdgeDevice], broker_url: str, old: EdgeDevice) -> EdgeDevice:
-    """The device after a power cut: a new connection as the same thing, a new device from the disk."""
-    link = old.forward.transport
-    assert isinstance(link, SwitchableLink)
+def _restart(make: Callable[[], EdgeDevice], broker_url: str, old: EdgeDevice, link: SwitchableLink) -> EdgeDevice:
+    """The device after a power cut: the core connects again as the same thing, the component starts anew."""
+    old.forward.transport.close()
     link.inner.close()
     link.inner = MqttTransport(broker_url, old.identity.device, ack_timeout_s=5)
     new = make()
@@ -163,35 +215,49 @@ def _restart(make: Callable[[], EdgeDevice], broker_url: str, old: EdgeDevice) -
     return new
 
 
+def deploy_device(
+    cloud: GreengrassCloud, fleet: Fleet, thing: str, root: Path, link: SwitchableLink
+) -> tuple[LocalCore, DeployedComponent]:
+    """A core for `thing`, with its fleet's deployment (to the fleet's thing group) deployed as the nucleus would."""
+    group = f"domicile-{fleet.name}"
+    if group not in cloud.deployments:
+        raise DeploymentFailed(f"fleets.{fleet.name}: the synthesized templates deploy nothing to thing group {group}")
+    core = LocalCore(root / thing, thing, fleet.home_region, cloud_publish=link.publish)
+    try:
+        return core, edge_component(core.deploy(cloud, cloud.deployments[group]))
+    except Exception:
+        core.stop()
+        raise
+
+
 def build_devices(
     fleet: Fleet,
     count: int,
     records: int,
+    cloud: GreengrassCloud,
     broker_url: str,
-    runtime: ModelRuntime,
-    model_name: str,
-    mode: FleetMode,
     x: np.ndarray,
     y: np.ndarray,
     seed: int,
     rate: float,
     with_drift: bool,
-    spool_root: str,
-    split: SplitHead | None = None,
+    device_root: Path,
     power_cuts: int = 0,
 ) -> list[DeviceRun]:
     """A fleet's devices; with `power_cuts`, its first device loses power that many times mid-spool-write."""
     runs = []
     for i in range(count):
-        identity = DeviceIdentity(f"{fleet.name}-{i}", fleet.name, fleet.jurisdiction, fleet.home_region)
+        thing = f"{fleet.name}-{i}"
         order = np.random.default_rng([seed, i, len(fleet.name)]).permutation(len(x))
         order = np.resize(order, records)  # each device: its own shuffled stream of held-out rows
-        link = SwitchableLink(MqttTransport(broker_url, identity.device, ack_timeout_s=5))
+        link = SwitchableLink(MqttTransport(broker_url, thing, ack_timeout_s=5))
+        core, component = deploy_device(cloud, fleet, thing, device_root, link)
+        settings = load_edge_settings(component.environment)
+        identity = DeviceIdentity(thing, settings.fleet, settings.jurisdiction, settings.home_region)
         cuts = power_cuts if i == 0 else 0
-        make = partial(_new_device, identity, link, f"{spool_root}/{identity.device}", cuts > 0,
-                       runtime, model_name, mode, split if mode is FleetMode.SPLIT else None)  # fmt: skip
+        make = partial(_new_device, core, component, settings, cuts > 0)
         cut_at = [records * (k + 1) // (cuts + 1) for k in range(cuts)]  # spread over the stream
-        restart = partial(_restart, make, broker_url)
+        restart = partial(_restart, make, broker_url, link=link)
         runs.append(DeviceRun(identity, fleet, make(), link, x[order], y[order], rate,
-                              records // 2 if with_drift else None, restart, cut_at))  # fmt: skip
+                              records // 2 if with_drift else None, restart, cut_at, core=core))  # fmt: skip
     return runs

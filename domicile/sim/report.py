@@ -241,6 +241,12 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
         "stages": stages,
         "escalation_timeline": _timeline(sim),
         "drift": _drift(sim, logs),
+        # what each device's local Greengrass core deployed from the templates: component -> version
+        "greengrass": {
+            run.identity.device: {c.name: c.version for c in run.core.components.values()}
+            for run in sim.devices
+            if run.core is not None
+        },
     }
 
 

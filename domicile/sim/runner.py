@@ -27,12 +27,11 @@ from domicile.sim.assembly import (
     load_stacks,
 )
 from domicile.sim.devices import DeviceRun, build_devices
+from domicile.sim.greengrass import GreengrassCloud
 from domicile.sim.rules import LocalRule, rules_of, run_rule
 from domicile.sim.services import Services, start_amqtt, start_moto
 from domicile.sim.workers import LambdaWorker, WorkerFaults
-from domicile.split.model import DEFAULT_DIR as SPLIT_DIR
-from domicile.split.runtime import SplitHead
-from domicile.topology import FleetMode, ModelRole, Topology
+from domicile.topology import FleetMode, Topology
 
 AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
 
@@ -57,7 +56,6 @@ class SimOptions:
     devices: int | None = None  # per fleet (default: the topology's count)
     rate: float = 60.0  # cases per second per device
     seed: int = 7
-    mode: FleetMode | None = None
     drift: bool = False
     offline: dict[str, float] = field(default_factory=dict)  # fleet -> seconds of cut link
     inject_violations: int = 0
@@ -113,7 +111,7 @@ class Simulation:
         self.out = out
         self.log_dir = out / "logs"
         shutil.rmtree(self.log_dir, ignore_errors=True)  # the report reads these logs: only this run's
-        shutil.rmtree(out / "spool", ignore_errors=True)  # a reused folder's devices must not resume an old run
+        shutil.rmtree(out / "devices", ignore_errors=True)  # a reused folder's devices must not resume an old run
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stop_event = threading.Event()  # the whole pipeline
         self.devices_stop = threading.Event()  # the devices only (Ctrl-C: stop them, drain the rest)
@@ -121,6 +119,10 @@ class Simulation:
         self.secret_key = f"sim-secret-{uuid.uuid4().hex}"  # per run, so a log that leaks it can be found
         self.session = boto3.session.Session(aws_access_key_id="simulation", aws_secret_access_key=self.secret_key)
         self.stacks: list[StackView] = load_stacks(cdk_out)
+        # What the templates create in Greengrass: each device's local core deploys from it.
+        self.greengrass = GreengrassCloud(cdk_out)
+        for stack in self.stacks:
+            self.greengrass.add_stack(stack)
         self.services = Services()
         for region in sorted({s.region for s in self.stacks}):
             self.services.aws[region] = start_moto(region, self.log_dir)
@@ -399,19 +401,15 @@ class Simulation:
 
     def start_devices(self) -> None:
         from domicile.datasets import load_digits_splits
-        from domicile.manifest import DEFAULT_MODEL_DIR
-        from domicile.runtime import ModelRuntime
 
         test = load_digits_splits(self.options.seed).test
-        runtime = ModelRuntime(DEFAULT_MODEL_DIR)
-        model = self.topology.model_for(ModelRole.EDGE).name
-        head = self._split_head()
+        self._check_split_rules()
         for fleet in self.topology.fleets.values():
             count = self.options.devices or fleet.devices
             self.devices += build_devices(
-                fleet, count, self.options.records, self.services.brokers[fleet.home_region].url, runtime, model,
-                self.options.mode or fleet.mode, test.x, test.y, self.options.seed, self.options.rate,
-                self.options.drift, str(self.out / "spool"), head, self.options.faults.power_cuts,
+                fleet, count, self.options.records, self.greengrass, self.services.brokers[fleet.home_region].url,
+                test.x, test.y, self.options.seed, self.options.rate, self.options.drift, self.out / "devices",
+                self.options.faults.power_cuts,
             )  # fmt: skip
         for run in self.devices:
             offline = self.options.offline.get(run.fleet.name)
@@ -421,15 +419,11 @@ class Simulation:
             thread.start()
             self.threads.append(thread)
 
-    def _split_head(self) -> SplitHead | None:
-        """The head split fleets run (one ORT session shared by the devices), checked against the templates."""
-        split_fleets = [f for f in self.topology.fleets.values() if (self.options.mode or f.mode) is FleetMode.SPLIT]
-        if not split_fleets:
-            return None
-        placement = self.topology.split_model()
-        if placement is None or placement.cut is None:
-            raise ConfigError(f"fleets.{split_fleets[0].name}.mode: split needs a model with role 'split' and a cut")
-        for fleet in split_fleets:
+    def _check_split_rules(self) -> None:
+        """Split fleets need the templates' rule for their split topic (the tail runs behind it)."""
+        for fleet in self.topology.fleets.values():
+            if fleet.mode is not FleetMode.SPLIT:
+                continue
             stack = next(s for s in self.stacks if s.region == fleet.home_region)
             split_topic = topic_filter(fleet.jurisdiction, "split")
             if not any(rule.query.topic_filter == split_topic for rule in rules_of(stack)):
@@ -437,7 +431,6 @@ class Simulation:
                     f"fleets.{fleet.name}.mode: the synthesized {stack.name} has no rule for {split_topic}; "
                     "set mode = 'split' in the topology and synthesize again"
                 )
-        return SplitHead(SPLIT_DIR, placement.cut, placement.encoding or "float32")
 
     def inject_violations(self) -> None:
         """Messages that claim another jurisdiction, sent on an honest device's topic: all must be quarantined."""
@@ -509,7 +502,10 @@ class Simulation:
             client.disconnect()
             client.loop_stop()
         for run in self.devices:
+            run.device.forward.transport.close()
             run.link.close()
+            if run.core is not None:
+                run.core.stop()
         for worker in self.workers.values():
             worker.stop()
         self.services.stop()

@@ -243,11 +243,13 @@ def test_ctrl_c_writes_a_partial_report(tmp_path):
          "--no-progress", "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    spool = out / "spool"
+    def aggregated_something() -> bool:  # the aggregate function's metrics log shows cases counted
+        return any("ResultsAggregated" in log.read_text() for log in out.glob("logs/*AggregationFunction*.log"))
+
     deadline = time.monotonic() + 240
-    while not spool.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)  # the spool folder appears when the devices start
-    time.sleep(2)
+    while not aggregated_something() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert aggregated_something(), "the run never aggregated a case"
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=180)
     assert process.returncode == 1, stdout[-2000:] + stderr[-2000:]
@@ -257,3 +259,32 @@ def test_ctrl_c_writes_a_partial_report(tmp_path):
     assert 0 < report["books"]["published"] < FLEETS * 400
     assert report["books"]["balanced"], report["books"]  # what was published is still accounted for
     assert "(interrupted: partial report)" in (out / "report.md").read_text()
+
+
+def test_generic_components_over_ipc_balance_the_books_with_every_device_deployed_by_its_core(tmp_path):
+    """`--component generic`: every fleet's devices run the IPC component their local core deployed."""
+    topology = load_topology()
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "domicile.cli", "simulate", "--component", "generic", "--records", "60",
+         "--no-progress", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    cases = 60 * sum(f.devices for f in topology.fleets.values())
+    assert f"Books balance: published {cases} = aggregated {cases} + quarantined 0 + in DLQ 0." in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    things = {f"{f.name}-{i}": f for f in topology.fleets.values() for i in range(f.devices)}
+    assert set(report["greengrass"]) == set(things)
+    template = json.loads((out / "cdk.out" / "domicile-eu-central-1.template.json").read_text())
+    components = [r["Properties"] for r in template["Resources"].values()
+                  if r["Type"] == "AWS::GreengrassV2::ComponentVersion"]  # fmt: skip
+    assert components and all("LambdaFunction" not in c for c in components)  # no Lambda component at all
+    for thing, fleet in things.items():
+        deployed = report["greengrass"][thing]
+        edge = f"com.domicile.edge.{fleet.name}"
+        assert "aws.greengrass.LegacySubscriptionRouter" not in deployed  # IPC needs no router
+        # the core placed and unpacked the component's code and the model where the nucleus would
+        unpacked = out / "devices" / thing / "packages" / "artifacts-unarchived"
+        assert list((unpacked / edge / deployed[edge]).glob("*/edge_components/inference/ipc_component.py"))
+        assert list(unpacked.glob("com.domicile.model.*/*/*/manifest.json"))

@@ -1,4 +1,12 @@
-"""The runtime's IPC client, talking to a fake Greengrass core that forwards to an MQTT broker."""
+"""The runtime's IPC client, posting work to a local Greengrass core (domicile.sim.greengrass).
+
+For the router ARN (greengrasssdk's `publish()`), the work goes to the core's legacy subscription
+router: `route(source, subject, payload)`, with the source function ARN and subject that
+greengrasssdk puts in the client context. A publish the router refuses fails as on a real core:
+the Lambda manager answers HTTP 400 "No subscription exists for the source ... and subject ...",
+which the runtime's client raises as IPCException. With no core running, the client cannot reach
+the IPC server and raises IPCException too.
+"""
 
 import base64
 import json
@@ -17,39 +25,32 @@ class WorkResult:
 
 
 class FakeCore:
-    """Stands in for the Greengrass nucleus: its router publishes to the broker (IoT Core)."""
+    """The core the runtime talks to: a router function from the local Greengrass core, or nothing."""
 
     def __init__(self):
-        self._client = None
         self._lock = threading.Lock()
+        self._route = None
         self.router_arn = None
 
-    def start(self, host, port, router_arn):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fake-greengrass-core-" + uuid.uuid4().hex[:8])
-        client.connect(host, port)
-        client.loop_start()
+    def start(self, router_arn, route):
         with self._lock:
-            self._client, self.router_arn = client, router_arn
+            self.router_arn, self._route = router_arn, route
 
     def stop(self):
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            self._route = None
 
-    def route(self, subject, payload, timeout=5.0):
+    def route(self, source, subject, payload):
         with self._lock:
-            client = self._client
-        if client is None:
+            route = self._route
+        if route is None:
             raise IPCException("Connection refused: the Greengrass core is not running")
-        info = client.publish(subject, payload, qos=1)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise IPCException("the core could not deliver the message in time")
+        try:
+            route(source, subject, payload)
+        except Exception as exc:  # the core's answer to a refused or undeliverable publish
+            if "No subscription exists" in str(exc):
+                raise IPCException("HTTP Error 400:Bad Request, {!r}".format(str(exc).encode()))
+            raise IPCException("the core could not deliver the message: {}".format(exc))
 
 
 CORE = FakeCore()
@@ -61,11 +62,11 @@ class IPCClient:
 
     def post_work(self, function_arn, payload, client_context, invocation_type="RequestResponse"):
         if function_arn != CORE.router_arn:
-            raise IPCException("the fake core routes only iot-data publishes, not {}".format(function_arn))
+            raise IPCException("the fake runtime posts only iot-data publishes, not {}".format(function_arn))
         context = json.loads(base64.b64decode(client_context))
-        subject = context["custom"]["subject"]
         data = payload.read() if hasattr(payload, "read") else payload
-        CORE.route(subject, data if isinstance(data, bytes) else str(data).encode())
+        data = data if isinstance(data, bytes) else str(data).encode()
+        CORE.route(context["custom"]["source"], context["custom"]["subject"], data)
         return str(uuid.uuid4())
 
     def get_work_result(self, function_arn, invocation_id):
