@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -74,14 +76,15 @@ def deterministic_zip(files: list[tuple[str, Path]], out: Path) -> Path:
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    # A name of its own, renamed into place: parallel synths may build the same archive at once.
+    tmp = Path(tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)[1])
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, path in sorted(files):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, path.read_bytes())
-    tmp.rename(out)
+    os.replace(tmp, out)
     return out
 
 

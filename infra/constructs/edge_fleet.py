@@ -13,9 +13,11 @@ only on its own topics. Every component version is derived from what the compone
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,13 +259,16 @@ class EdgeFleets(Construct):
         """The edge package (our code and its wheels for the devices' Python and CPU) as one ZIP."""
         code_hash = asset_hash(EDGE_PACKAGE, EDGE_RUNTIME, EDGE_ARCHITECTURE)
         out = ARTIFACT_CACHE / f"edge-code-{code_hash[:20]}" / "domicile-edge.zip"
-        if not out.exists():
-            staging = out.parent / "bundle"
-            shutil.rmtree(staging, ignore_errors=True)
-            build_asset(staging, EDGE_RUNTIME, EDGE_ARCHITECTURE, EDGE_PACKAGE)
-            files = [(str(p.relative_to(staging)), p) for p in staging.rglob("*") if p.is_file()]
-            deterministic_zip(files, out)
-            shutil.rmtree(staging, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Parallel synths (pytest-xdist) share the cache: one builds, the others wait for it.
+        with open(out.parent / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not out.exists():
+                staging = Path(tempfile.mkdtemp(prefix="bundle.", dir=out.parent))
+                build_asset(staging, EDGE_RUNTIME, EDGE_ARCHITECTURE, EDGE_PACKAGE)
+                files = [(str(p.relative_to(staging)), p) for p in staging.rglob("*") if p.is_file()]
+                deterministic_zip(files, out)
+                shutil.rmtree(staging, ignore_errors=True)
         return self._artifact("EdgeCodeArtifact", out, "OWNER")
 
     # -- per fleet ---------------------------------------------------------------------------------
