@@ -243,6 +243,7 @@ def test_ctrl_c_writes_a_partial_report(tmp_path):
          "--no-progress", "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
     def aggregated_something() -> bool:  # the aggregate function's metrics log shows cases counted
         return any("ResultsAggregated" in log.read_text() for log in out.glob("logs/*AggregationFunction*.log"))
 
