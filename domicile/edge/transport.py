@@ -72,7 +72,6 @@ class IpcTransport:
 
         sdk: Any = greengrasscoreipc  # awsiotsdk ships no type hints
         v2: Any = clientv2
-        self.timeout_s = timeout_s
         self._connect: Callable[[], Any] = lambda: v2.GreengrassCoreIPCClientV2(
             client=sdk.connect(ipc_socket=socket_path, authtoken=auth_token, timeout=timeout_s)
         )

@@ -49,7 +49,7 @@ def _recipe(name, version="1.0.0", *, deps=None, artifacts=None, config=None, li
 
 def _deployment(**components):
     specs = {name: {"version": v, "merge": {}} if isinstance(v, str) else v for name, v in components.items()}
-    return DeploymentDocument("d", "group", {**NUCLEUS_PIN, **specs}, None)
+    return DeploymentDocument("d", "group", {**NUCLEUS_PIN, **specs})
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_without_interpolate_component_configuration_the_configuration_keeps_its
     cloud.create(_recipe("com.example.Dep"))
     cloud.create(_recipe("com.example.App", deps=deps, config={"dir": "{com.example.Dep:artifacts:decompressedPath}"}))
     off = {"aws.greengrass.Nucleus": {"version": "2.16.1", "merge": {}}}
-    deployed = core.deploy(cloud, DeploymentDocument("d", "g", {**off, "com.example.App": {"version": "1.0.0"}}, None))
+    deployed = core.deploy(cloud, DeploymentDocument("d", "g", {**off, "com.example.App": {"version": "1.0.0"}}))
     assert deployed["com.example.App"].configuration["dir"] == "{com.example.Dep:artifacts:decompressedPath}"
     deployed = core.deploy(cloud, _deployment(**{"com.example.App": "1.0.0"}))
     assert (

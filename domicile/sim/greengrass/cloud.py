@@ -34,8 +34,7 @@ class ConflictException(ConfigError):
 class DeploymentDocument:
     name: str
     thing_group: str
-    components: dict[str, dict[str, Any]]  # name -> {"version": ..., "merge": {...}, "reset": [...]}
-    min_executed: int | None
+    components: dict[str, dict[str, Any]]  # name -> {"version": ..., "merge": {...}}
 
 
 @dataclass
@@ -155,11 +154,8 @@ class GreengrassCloud:
             components[name] = {
                 "version": spec["ComponentVersion"],
                 "merge": json.loads(update["Merge"]) if update.get("Merge") else {},
-                "reset": list(update.get("Reset", [])),
             }
-        criteria = props.get("IotJobConfiguration", {}).get("AbortConfig", {}).get("CriteriaList", [])
-        min_executed = min((int(c["MinNumberOfExecutedThings"]) for c in criteria), default=None)
-        return DeploymentDocument(props.get("DeploymentName", group), group, components, min_executed)
+        return DeploymentDocument(props.get("DeploymentName", group), group, components)
 
 
 def _digest(recipe: dict[str, Any]) -> str:

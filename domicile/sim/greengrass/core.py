@@ -42,7 +42,7 @@ from domicile.errors import ConfigError
 from domicile.sim.greengrass.authorization import Authorizer, topic_matches
 from domicile.sim.greengrass.catalog import AWS_COMPONENTS
 from domicile.sim.greengrass.cloud import LAMBDA_ARTIFACT, DeploymentDocument, GreengrassCloud
-from domicile.sim.greengrass.interpolation import Interpolator, merge, pointer
+from domicile.sim.greengrass.interpolation import Interpolator, merge
 from domicile.sim.greengrass.ipc import IpcServer
 from domicile.sim.greengrass.semver import Version, satisfies
 
@@ -288,9 +288,6 @@ class LocalCore:
         reason = NO_SUBSCRIPTION.format(source=source_arn, subject=topic)
         logger.error("%s", reason)
         raise RouterRefused(reason)
-
-    def configuration_value(self, component: str, path: str) -> Any:
-        return pointer(self.components[component].configuration, path)
 
     def start(self, component: str, log: Path | None = None) -> subprocess.Popen[bytes]:
         """Run a generic component's `Run` lifecycle step as the nucleus does: `sh -c`, its env, its work folder.

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from domicile.sim.greengrass import eventstream as es
-from domicile.sim.greengrass.authorization import CLIENT_MESSAGE, MQTT_PROXY, PUBSUB, Authorizer, Unauthorized
+from domicile.sim.greengrass.authorization import (
+    CLIENT_MESSAGE,
+    MQTT_PROXY,
+    PUBSUB,
+    Authorizer,
+    Unauthorized,
+    topic_matches,
+)
 
 logger = logging.getLogger("domicile.sim.greengrass")
 SERVICE = "aws.greengrass"
@@ -101,8 +108,6 @@ class IpcServer:
 
     def deliver_local(self, topic: str, message: dict[str, Any]) -> int:
         """Local publish/subscribe: hand `message` to every stream subscribed to a matching topic."""
-        from domicile.sim.greengrass.authorization import topic_matches
-
         with self._lock:
             targets = [s for s in self.subscriptions if topic_matches(s.pattern, topic)]
         for sub in targets:
