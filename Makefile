@@ -10,9 +10,13 @@ STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup models rebuild-models synth demo lint audit test bench soak clean
+.PHONY: setup system-packages docs models rebuild-models synth demo lint audit test bench soak clean
 
-setup: $(STAMP) $(CDK)
+setup: system-packages $(STAMP) $(CDK)
+
+# Debian's mosquitto (and make, node, venv) when missing: `make test` then runs exactly CI's suite.
+system-packages:
+	@bash .ci/system-packages
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,13 +54,17 @@ demo: setup models synth
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domicile functions infra edge_components benchmarks events tests .ci/audit_dependencies.py
+	$(BIN)/mypy domicile domicile_local functions infra edge_components benchmarks events tests .ci/audit_dependencies.py
 
 # pip-audit, and PyPI's project endpoint for the pins it cannot reach; fails on a known vulnerability.
 audit: $(STAMP)
 	$(PY) .ci/audit_dependencies.py
 
-test: setup lint audit
+# The manual (docs/, mkdocs): a broken link, a missing page or an unknown anchor fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+test: setup lint audit docs
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: setup
@@ -67,4 +75,4 @@ soak: setup
 	$(PY) benchmarks/soak.py
 
 clean:
-	rm -rf cdk.out .cache runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .cache runs site .pytest_cache .mypy_cache .ruff_cache

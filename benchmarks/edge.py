@@ -37,13 +37,13 @@ class _Meter:
 
 
 def bench_modes() -> dict[str, Any]:
-    from domicile.datasets import load_digits_splits
-    from domicile.edge.device import EdgeDevice
+    from domicile.config.topology import FleetMode
+    from domicile.edge.device import EdgeDevice, EdgeModel
     from domicile.edge.forward import StoreAndForward
     from domicile.edge.spool import Spool
-    from domicile.edge.topics import DeviceIdentity
-    from domicile.runtime import ModelRuntime
-    from domicile.topology import FleetMode
+    from domicile.models.datasets import load_digits_splits
+    from domicile.models.runtime import ModelRuntime
+    from domicile.wire.topics import DeviceIdentity
 
     test = load_digits_splits().test
     runtime = ModelRuntime(ROOT / "models")
@@ -64,7 +64,7 @@ def bench_modes() -> dict[str, Any]:
         meter = _Meter()
         with tempfile.TemporaryDirectory() as spool_dir:
             device = EdgeDevice(
-                identity, runtime, "digits-edge", mode, StoreAndForward(meter, Spool(spool_dir)), threshold=threshold
+                identity, mode, StoreAndForward(meter, Spool(spool_dir)), EdgeModel(runtime, "digits-edge", threshold)
             )
             decisions = device.infer(ids, test.x)
             device.close()
@@ -94,7 +94,7 @@ def bench_aggregate(batches: int = 3, batch_size: int = 100) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from domicile.local_invoke import LambdaContext
+    from domicile_local.invoke import LambdaContext
 
     template = json.loads((ROOT / "events" / "sqs-results.json").read_text())["Records"][0]
     envelope = json.loads(template["body"])
@@ -115,7 +115,7 @@ def bench_aggregate(batches: int = 3, batch_size: int = 100) -> dict[str, Any]:
         return rec
 
     with mock_aws():
-        from domicile.demo import REGION, _create_tables
+        from domicile_local.demo import REGION, _create_tables
 
         _create_tables(REGION)
         s3 = boto3.client("s3", region_name=REGION)

@@ -74,7 +74,7 @@ def interleaved(
 def bench_http(ctx: Any, rows: int) -> dict[str, Any]:
     import numpy as np
 
-    from domicile.datasets import load_digits_splits
+    from domicile.models.datasets import load_digits_splits
     from functions.inference import http_api
 
     data = [float(v) for v in load_digits_splits().test.x[:rows].ravel()]
@@ -112,7 +112,7 @@ def bench_sqs(ctx: Any) -> dict[str, Any]:
     import numpy as np
     from moto import mock_aws
 
-    from domicile.datasets import load_digits_splits
+    from domicile.models.datasets import load_digits_splits
 
     x = load_digits_splits().test.x
     template = json.loads((ROOT / "events" / "sqs-escalations.json").read_text())
@@ -324,7 +324,7 @@ def main() -> None:
     os.environ.update(LAMBDA_ENV)
     os.environ.update(AGGREGATES_TABLE="domicile-aggregates", IDEMPOTENCY_TABLE="domicile-idempotency",
                       ARCHIVE_BUCKET="domicile-data-eu-central-1")  # fmt: skip
-    from domicile.local_invoke import LambdaContext
+    from domicile_local.invoke import LambdaContext
 
     ctx = LambdaContext(function_name="bench")
     results = {

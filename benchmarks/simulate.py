@@ -54,11 +54,11 @@ def _probe_services(sim: Any, region: str) -> dict[str, float]:
 
 def _bare_model_rate(sim: Any) -> float:
     """Cases per second for the same work with no pipeline: edge model row by row, cloud model on escalations."""
-    from domicile.manifest import DEFAULT_MODEL_DIR
-    from domicile.runtime import ModelRuntime
-    from domicile.topology import ModelRole
+    from domicile.config.project import registry_dir
+    from domicile.config.topology import ModelRole
+    from domicile.models.runtime import ModelRuntime
 
-    runtime = ModelRuntime(DEFAULT_MODEL_DIR)
+    runtime = ModelRuntime(registry_dir())
     edge = sim.topology.model_for(ModelRole.EDGE).name
     cloud = sim.topology.model_for(ModelRole.CLOUD).name
     rows = np.concatenate([run.x[: len(run.started)] for run in sim.devices]).astype(np.float32)
@@ -72,9 +72,9 @@ def _bare_model_rate(sim: Any) -> float:
 
 
 def bench_simulate() -> dict[str, Any]:
-    from domicile.sim.report import build_report
-    from domicile.sim.runner import SimOptions, Simulation, synthesize
-    from domicile.topology import load_topology
+    from domicile.config.topology import load_topology
+    from domicile_local.sim.report import build_report
+    from domicile_local.sim.runner import SimOptions, Simulation, synthesize
 
     topology = load_topology()
     options = SimOptions(progress=False)
@@ -155,7 +155,7 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         "Reading it: the handlers' time is almost all moto calls to a local server (per envelope the "
         "aggregate function makes an idempotency put, a transactional write, an S3 archive put and an "
         "idempotency update; the local run's moto snapshots only the items a transaction touches, see "
-        "domicile/sim/moto_server.py, where plain moto copied whole tables), and each Lambda worker runs "
+        "domicile_local/sim/moto_server.py, where plain moto copied whole tables), and each Lambda worker runs "
         "one invocation at a time, as one Lambda instance does; cloud-only mode also costs one escalation "
         "invocation per case. The rate is bounded by that, not by the models or the brokers: the aim "
         "of 1,000 cases/s is not met on this machine.",

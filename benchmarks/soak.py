@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from domicile.topology import load_topology
+from domicile.config.topology import load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,7 +95,7 @@ class Sampler:
 
 def _simulation(rate: float, seconds: float, cdk_out: Path, out: Path) -> Any:
     """The default topology set up on fresh services, every device to stream its share of `rate`."""
-    from domicile.sim.runner import SimOptions, Simulation
+    from domicile_local.sim.runner import SimOptions, Simulation
 
     topology = load_topology()
     per_device = rate / sum(f.devices for f in topology.fleets.values())
@@ -155,7 +155,7 @@ def calibrate(cdk_out: Path, out: Path, upper: float) -> dict[str, Any]:
 
 
 def soak(max_rate: float, cdk_out: Path, out: Path, seconds: float) -> dict[str, Any]:
-    from domicile.sim.report import build_report
+    from domicile_local.sim.report import build_report
 
     sim = _simulation(max_rate, seconds, cdk_out, out)
     sampler = Sampler(sim)
@@ -168,7 +168,8 @@ def soak(max_rate: float, cdk_out: Path, out: Path, seconds: float) -> dict[str,
         latencies = _latencies(sim)
     finally:
         sim.stop()
-    return _verdicts(sampler.samples, baseline, latencies, started, streamed_s, report, max_rate, sim.options.rate)
+    window = SoakWindow(started, streamed_s, max_rate, sim.options.rate)
+    return _verdicts(sampler.samples, baseline, latencies, report, window)
 
 
 def _window(samples: list[Sample], start: float, end: float) -> list[Sample]:
@@ -205,16 +206,24 @@ def _latency(latencies: list[tuple[float, float]], start: float, end: float) -> 
     return {"cases": len(window), **{f"p{q}": float(np.percentile(window, q)) for q in (50, 99)}}
 
 
+@dataclass(frozen=True)
+class SoakWindow:
+    """When the streaming ran, and at what offered rate (in total and per device)."""
+
+    started: float
+    streamed_s: float
+    max_rate: float
+    per_device: float
+
+
 def _verdicts(
     samples: list[Sample],
     baseline: Sample,
     latencies: list[tuple[float, float]],
-    started: float,
-    streamed_s: float,
     report: dict[str, Any],
-    max_rate: float,
-    per_device: float,
+    window: SoakWindow,
 ) -> dict[str, Any]:
+    started, streamed_s, max_rate, per_device = window.started, window.streamed_s, window.max_rate, window.per_device
     memory = _memory(samples, baseline, started, streamed_s)
     first = _latency(latencies, started, started + WINDOW_S)
     last = _latency(latencies, started + streamed_s - WINDOW_S, started + streamed_s)
@@ -288,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upper", type=float, default=UPPER_RATE, help="calibration: a rate it cannot take")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "soak.json")
     args = parser.parse_args(argv)
-    from domicile.sim.runner import synthesize
+    from domicile_local.sim.runner import synthesize
 
     with tempfile.TemporaryDirectory(prefix="domicile-soak-") as tmp:
         cdk_out = synthesize(load_topology(), Path(tmp))

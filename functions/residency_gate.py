@@ -5,8 +5,8 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from domicile.envelope import Envelope
-from domicile.residency import Quarantine
+from domicile.aws.quarantine import Quarantine
+from domicile.wire.envelope import Envelope
 
 
 def hold_if_foreign(

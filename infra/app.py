@@ -8,8 +8,8 @@ import sys
 
 from aws_cdk import App, AspectPriority, Aspects, cx_api
 
-from domicile.manifest import load_manifest
-from domicile.topology import Topology, load_topology
+from domicile.config.topology import Topology, load_topology
+from domicile.models.registry import load_manifest
 from infra.aspects.nag import apply_nag
 from infra.aspects.region_guard import RegionGuardAspect
 from infra.aspects.residency import ResidencyAspect

@@ -1,7 +1,7 @@
 """What a Greengrass v2 core needs from our recipes and deployments, as pure functions.
 
 Each rule names the Greengrass v2 developer guide page or the nucleus source file it follows;
-`domicile.sim.greengrass` (the local core) applies the same rules to the synthesized templates.
+`domicile_local.greengrass` (the local core) applies the same rules to the synthesized templates.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from domicile.edge.topics import ROOT as TOPIC_ROOT
+from domicile.config.topology import Fleet, FleetMode
 from domicile.errors import ConfigError
-from domicile.topology import Fleet, FleetMode
+from domicile.wire.topics import ROOT as TOPIC_ROOT
 
 NUCLEUS = "aws.greengrass.Nucleus"
 TOKEN_EXCHANGE = "aws.greengrass.TokenExchangeService"

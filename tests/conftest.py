@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from domicile.blas import pin_kernels
+from domicile.models.blas import pin_kernels
 
 pin_kernels()  # before numpy loads OpenBLAS: the model rebuild tests compare bytes with the committed files
 
@@ -54,13 +57,41 @@ os.environ.update(
 )
 
 
+def wait_until(condition: Any, timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; past `timeout` seconds, fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+def aggregate_row(fleet: str, device: str, model: str, hour: str) -> dict[str, Any] | None:
+    """One count row of the aggregates table, read straight from DynamoDB (the key as the docs state it)."""
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=AGGREGATES_TABLE, Key={"pk": {"S": f"{fleet}#{device}#{model}"}, "sk": {"S": hour}},
+        ConsistentRead=True,
+    ).get("Item")  # fmt: skip
+    if item is None:
+        return None
+    return {k: (float(v["N"]) if "N" in v else v.get("S")) for k, v in item.items()}
+
+
+def run_cli(*args: str, timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`domicile ARGS` in a fresh interpreter, as a user runs it (nothing this test process loaded carries over)."""
+    return subprocess.run(
+        [sys.executable, "-m", "domicile_local.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        **kwargs,
+    )  # fmt: skip
+
+
 def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
 @pytest.fixture
 def lambda_context() -> Any:
-    from domicile.local_invoke import LambdaContext
+    from domicile_local.invoke import LambdaContext
 
     return LambdaContext(function_name="domicile-test", region=REGION)
 
@@ -141,7 +172,7 @@ def tables(aws: None) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
     """The real app, synthesized once per test process (bundling reuses the pip cache)."""
-    from domicile.topology import load_topology
+    from domicile.config.topology import load_topology
     from infra.app import build_app
 
     outdir = tmp_path_factory.mktemp("cdk.out")
@@ -153,8 +184,8 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Pat
 @pytest.fixture(scope="session")
 def greengrass_cloud(synthesized: tuple[Any, Any, Path]) -> Any:
     """What the synthesized templates create in Greengrass: component versions, deployments, artifacts."""
-    from domicile.sim.assembly import load_stacks
-    from domicile.sim.greengrass import GreengrassCloud
+    from domicile_local.greengrass import GreengrassCloud
+    from domicile_local.sim.assembly import load_stacks
 
     _, _, outdir = synthesized
     cloud = GreengrassCloud(outdir)
@@ -165,9 +196,9 @@ def greengrass_cloud(synthesized: tuple[Any, Any, Path]) -> Any:
 
 def synthesize_variant(tmp_path_factory: pytest.TempPathFactory, name: str, **overrides: Any) -> Any:
     """The default topology with every fleet overridden (mode, component), synthesized, as a Greengrass cloud."""
-    from domicile.sim.assembly import load_stacks
-    from domicile.sim.greengrass import GreengrassCloud
-    from domicile.topology import load_topology, with_fleet_overrides
+    from domicile.config.topology import load_topology, with_fleet_overrides
+    from domicile_local.greengrass import GreengrassCloud
+    from domicile_local.sim.assembly import load_stacks
     from infra.app import build_app
 
     outdir = tmp_path_factory.mktemp(name)
@@ -181,6 +212,6 @@ def synthesize_variant(tmp_path_factory: pytest.TempPathFactory, name: str, **ov
 @pytest.fixture(scope="session")
 def generic_cloud(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The default topology with generic (IPC) edge components, synthesized once per test process."""
-    from domicile.topology import EdgeComponentKind
+    from domicile.config.topology import EdgeComponentKind
 
     return synthesize_variant(tmp_path_factory, "generic.cdk.out", component=EdgeComponentKind.GENERIC)

@@ -24,10 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from domicile.config.topology import FleetMode
 from domicile.edge.forward import StoreAndForward
-from domicile.edge.packer import IOT_METERING_UNIT, ResultPacker
-from domicile.edge.topics import DeviceIdentity
-from domicile.envelope import (
+from domicile.edge.packer import PackingLimits, ResultPacker
+from domicile.errors import ConfigError
+from domicile.models.runtime import ModelRuntime
+from domicile.models.validation import features_matrix
+from domicile.split.runtime import SplitHead
+from domicile.wire.envelope import (
     CaseResult,
     EdgeGuess,
     EscalateEnvelope,
@@ -39,11 +43,8 @@ from domicile.envelope import (
     SplitPayload,
     case_message_id,
 )
-from domicile.errors import ConfigError
-from domicile.runtime import ModelRuntime
-from domicile.split.runtime import SplitHead
-from domicile.topology import FleetMode
-from domicile.validation import features_matrix
+from domicile.wire.keys import model_key
+from domicile.wire.topics import DeviceIdentity
 
 
 @dataclass
@@ -78,47 +79,52 @@ def compact_features(row: np.ndarray) -> list[float]:
     return [int(v) if float(v).is_integer() else float(v) for v in row.tolist()]
 
 
+@dataclass(frozen=True)
+class EdgeModel:
+    """The model an edge-only, hybrid or cloud-only device answers (or, cloud-only, describes) its cases with."""
+
+    runtime: ModelRuntime
+    name: str
+    threshold: float | None = None  # escalate below this confidence; None: the registry's threshold
+
+
 class EdgeDevice:
     def __init__(
         self,
         identity: DeviceIdentity,
-        runtime: ModelRuntime | None,
-        model_name: str,
         mode: FleetMode,
         forward: StoreAndForward,
+        model: EdgeModel | SplitHead,  # a split fleet's device runs the split model's head
         *,
-        split: SplitHead | None = None,
-        threshold: float | None = None,
-        max_envelope_bytes: int = IOT_METERING_UNIT,
-        max_delay_s: float = 1.0,
+        packing: PackingLimits = PackingLimits(),  # noqa: B008  (frozen: one shared default is safe)
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.identity = identity
         self.mode = mode
         self.forward = forward
-        self.split = split
+        self.split = model if isinstance(model, SplitHead) else None
         self.threshold = 0.0
         self.model_fallback: str | None = None  # what went wrong with the deployed model, if anything
-        if mode is FleetMode.SPLIT:
-            if split is None:
-                raise ConfigError(f"fleets.{identity.fleet}.mode: split needs the split model's head on the device")
-            self.model_ref, self.n_features = split.model_ref, split.n_features
+        if (mode is FleetMode.SPLIT) != isinstance(model, SplitHead):
+            needs = "the split model's head" if mode is FleetMode.SPLIT else "the edge model's runtime"
+            raise ConfigError(f"fleets.{identity.fleet}.mode: {mode.value} needs {needs} on the device")
+        if isinstance(model, SplitHead):
+            self.model_ref, self.n_features = model.model_ref, model.n_features
         else:
-            if runtime is None:
-                raise ConfigError(f"fleets.{identity.fleet}.mode: {mode.value} needs the edge model's runtime")
-            self.runtime = runtime
+            self.runtime = model.runtime
             if mode is not FleetMode.CLOUD_ONLY:
                 # Hash-check and load now: a bad model fails at start, not mid-stream; a device keeps
                 # serving the previous version when the new one will not load, and says so.
-                self.model_fallback = runtime.load_or_fall_back(model_name)
-            self.entry = runtime.entry(model_name)
+                self.model_fallback = model.runtime.load_or_fall_back(model.name)
+            self.entry = model.runtime.entry(model.name)
             self.n_features = self.entry.n_features
+            threshold = model.threshold
             if threshold is None:
                 threshold = self.entry.escalation.threshold if self.entry.escalation else 0.0
             self.threshold = threshold
             self.model_ref = ModelRef(name=self.entry.name, version=self.entry.version, sha256=self.entry.sha256)
-        self.packer = ResultPacker(self._result_envelope, max_envelope_bytes, max_delay_s, clock)
-        self.stats = DeviceStats(model=f"{self.model_ref.name}@{self.model_ref.version}",
+        self.packer = ResultPacker(self._result_envelope, packing.max_bytes, packing.max_delay_s, clock)
+        self.stats = DeviceStats(model=model_key(self.model_ref.name, self.model_ref.version),
                                  model_fallback=self.model_fallback)  # fmt: skip
         self._lock = threading.Lock()
         self._next_position: int | None = None  # input positions, when the caller gives them

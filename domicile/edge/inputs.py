@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from domicile.edge.device import EdgeDevice
-from domicile.envelope import ID_PATTERN
 from domicile.errors import InputError
-from domicile.validation import features_matrix
+from domicile.models.validation import features_matrix
+from domicile.wire.envelope import ID_PATTERN
 
 MAX_CASES = 1024  # one input at most; a larger batch is refused whole, before any model run
 _CASE_ID = re.compile(ID_PATTERN)  # a case id must fit the envelope it will travel in

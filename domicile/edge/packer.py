@@ -1,7 +1,8 @@
 """Pack confident results into as few IoT Core metering units as latency allows.
 
-IoT Core bills messages in 5 KB units, and one digits result is ~60 bytes, so results share an
-envelope until the next one would push it past `max_bytes` or the oldest has waited `max_delay_s`.
+IoT Core bills messages in 5 KB units, and one result adds about 30 bytes to a columnar envelope, so
+results share an envelope until the next one would push it past `max_bytes` or the oldest has waited
+`max_delay_s`.
 """
 
 from __future__ import annotations
@@ -9,10 +10,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from domicile.envelope import CaseResult, ResultEnvelope
+from domicile.wire.envelope import CaseResult, ResultEnvelope
 
 IOT_METERING_UNIT = 5 * 1024
+
+
+@dataclass(frozen=True)
+class PackingLimits:
+    """When a packed result envelope goes: at `max_bytes`, or once its oldest result waited `max_delay_s`."""
+
+    max_bytes: int = IOT_METERING_UNIT
+    max_delay_s: float = 1.0
 
 
 def envelope_bytes(envelope: ResultEnvelope) -> bytes:

@@ -13,8 +13,8 @@ from typing import get_args
 
 import numpy as np
 
-from domicile.envelope import Encoding, SplitPayload
 from domicile.errors import InputError
+from domicile.wire.envelope import Encoding, SplitPayload
 
 ENCODINGS: tuple[Encoding, ...] = get_args(Encoding)
 _ITEMSIZE = {"float32": 4, "float16": 2, "int8": 1}

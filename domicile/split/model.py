@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from domicile.datasets import CLASS_LABELS, DigitsSplits, load_digits_splits
+from domicile.config.project import split_dir
+from domicile.models.datasets import CLASS_LABELS, DigitsSplits, load_digits_splits
 
 NAME = "digits-deep"
 VERSION = "1.0.0"
@@ -26,7 +27,6 @@ HIDDEN = (32, 768, 768)
 # Candidate cuts, in graph order: the input (all in the cloud) ... the probabilities (all on the device).
 CUTS = ("pixels", "scaled", "hidden1", "hidden2", "hidden3", "probabilities")
 OUTPUTS = ("label", "probabilities")
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "models" / "split"
 TARGET_OPSET = 17
 
 
@@ -116,7 +116,7 @@ def train(splits: DigitsSplits, max_iter: int = 60) -> Any:
 
     from sklearn.exceptions import ConvergenceWarning
 
-    from domicile.blas import reproducible_blas
+    from domicile.models.blas import reproducible_blas
 
     # The same BLAS kernels on one thread: summation order depends on both, and the bytes must not.
     with warnings.catch_warnings(), reproducible_blas():
@@ -131,9 +131,11 @@ def part_entry(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) ->
                      inputs=inputs, outputs=outputs)  # fmt: skip
 
 
-def build(out_dir: Path = DEFAULT_DIR, seed: int = 7, max_iter: int = 60) -> SplitManifest:
+def build(out_dir: Path | None = None, seed: int = 7, max_iter: int = 60) -> SplitManifest:
     """Train, export and write the whole model and its manifest (partitions are added by `partition`)."""
     import onnxruntime as ort
+
+    out_dir = out_dir or split_dir()
 
     splits = load_digits_splits(seed)
     blob = to_onnx_bytes(train(splits, max_iter))
@@ -159,10 +161,10 @@ def write_split_manifest(manifest: SplitManifest, out_dir: Path) -> Path:
     return path
 
 
-def load_split_manifest(model_dir: Path = DEFAULT_DIR) -> SplitManifest:
+def load_split_manifest(model_dir: Path | None = None) -> SplitManifest:
     from domicile.errors import ConfigError
 
-    path = model_dir / "manifest.json"
+    path = (model_dir or split_dir()) / "manifest.json"
     if not path.exists():
         raise ConfigError(f"{path} does not exist; run `domicile split build`")
     return SplitManifest.model_validate_json(path.read_text())

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from domicile.config.project import split_dir
 from domicile.errors import ConfigError, DomicileError
 from domicile.split.model import (
     CUTS,
-    DEFAULT_DIR,
     INPUT,
     OUTPUTS,
     SplitManifest,
@@ -90,11 +90,12 @@ def check_equivalence(whole: bytes, parts: Parts, pixels: np.ndarray) -> float:
     return worst
 
 
-def partition(cut: str, model_dir: Path = DEFAULT_DIR) -> SplitManifest:
+def partition(cut: str, model_dir: Path | None = None) -> SplitManifest:
     """Write `<model>.<cut>.head.onnx` and `.tail.onnx`, checked on the test split, into the manifest."""
-    from domicile.datasets import load_digits_splits
-    from domicile.runtime import verified_model_bytes
+    from domicile.models.datasets import load_digits_splits
+    from domicile.models.runtime import verified_model_bytes
 
+    model_dir = model_dir or split_dir()
     manifest = load_split_manifest(model_dir)
     whole = verified_model_bytes(model_dir / manifest.model.file, manifest.model.sha256)
     head, tail = split_at(whole, cut)

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate
 from typing import Any
 
-from domicile.envelope import Encoding
 from domicile.errors import ConfigError
 from domicile.split.codec import ENCODINGS
 from domicile.split.profile import ModelProfile, envelope_bytes
+from domicile.wire.envelope import Encoding
 
 IOT_MAX_PAYLOAD = 128 * 1024
 

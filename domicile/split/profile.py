@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from domicile.envelope import Encoding, ModelRef, SplitEnvelope
+from domicile.config.project import split_dir
 from domicile.split.codec import ENCODINGS, decode, encode, to_payload
-from domicile.split.model import CUTS, DEFAULT_DIR, INPUT, load_split_manifest, upscale
+from domicile.split.model import CUTS, INPUT, load_split_manifest, upscale
 from domicile.split.partition import Parts, split_at
+from domicile.wire.envelope import Encoding, ModelRef, SplitEnvelope
 
 
 def envelope_bytes(width: int, encoding: Encoding) -> int:
@@ -49,14 +50,15 @@ def _median_ms(run: Callable[[None, dict[str, np.ndarray]], Any], feeds: dict[st
     return statistics.median(samples) * 1000
 
 
-def measure(model_dir: Path = DEFAULT_DIR, repeat: int = 200) -> ModelProfile:
+def measure(model_dir: Path | None = None, repeat: int = 200) -> ModelProfile:
     """Time every segment on one case (as a device runs it), and every encoding's accuracy on the test split."""
     import onnx.utils
     import onnxruntime as ort
 
-    from domicile.datasets import load_digits_splits
-    from domicile.runtime import verified_model_bytes
+    from domicile.models.datasets import load_digits_splits
+    from domicile.models.runtime import verified_model_bytes
 
+    model_dir = model_dir or split_dir()
     manifest = load_split_manifest(model_dir)
     whole = verified_model_bytes(model_dir / manifest.model.file, manifest.model.sha256)
     test = load_digits_splits(manifest.seed).test

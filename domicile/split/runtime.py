@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from domicile.cloud import answer_envelope
-from domicile.envelope import Encoding, ModelRef, ResultEnvelope, SplitEnvelope, SplitPayload
+from domicile.cloud.answers import answer_envelope
 from domicile.errors import ConfigError, InputError
-from domicile.runtime import verified_model_bytes
+from domicile.models.runtime import verified_model_bytes
+from domicile.models.validation import features_matrix
 from domicile.split.codec import from_payload, to_payload
 from domicile.split.model import INPUT, PartEntry, SplitManifest, load_split_manifest, upscale
-from domicile.validation import features_matrix
+from domicile.wire.envelope import Encoding, ModelRef, ResultEnvelope, SplitEnvelope, SplitPayload
 
 N_SENSOR_FEATURES = 64  # what the device's sensor hands over: 8x8 digits, read by the head at 32x32
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from domicile.edge.device import EdgeDevice
+from domicile.config.topology import FleetMode
+from domicile.edge.device import EdgeDevice, EdgeModel
 from domicile.edge.forward import StoreAndForward
+from domicile.edge.packer import PackingLimits
 from domicile.edge.spool import Spool
-from domicile.edge.topics import DeviceIdentity
 from domicile.edge.transport import Transport
-from domicile.runtime import ModelRuntime
+from domicile.models.runtime import ModelRuntime
 from domicile.split.runtime import SplitHead
-from domicile.topology import FleetMode
+from domicile.wire.topics import DeviceIdentity
 from edge_components.inference.settings import EdgeSettings
 
 
@@ -33,12 +34,8 @@ def build_device(
         head = SplitHead(settings.model_dir, settings.split_cut, settings.split_encoding)
     return EdgeDevice(
         identity,
-        None if head else ModelRuntime(settings.model_dir),
-        settings.model_name,
         settings.mode,
         StoreAndForward(transport, spool, write_ahead=write_ahead),
-        split=head,
-        threshold=settings.escalation_threshold,
-        max_envelope_bytes=settings.max_envelope_bytes,
-        max_delay_s=settings.max_delay_s,
+        head or EdgeModel(ModelRuntime(settings.model_dir), settings.model_name, settings.escalation_threshold),
+        packing=PackingLimits(settings.max_envelope_bytes, settings.max_delay_s),
     )

@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domicile.envelope import Encoding
+from domicile.config.topology import FleetMode
 from domicile.errors import ConfigError
-from domicile.topology import FleetMode
+from domicile.wire.envelope import Encoding
 
 
 class EdgeSettings(BaseSettings):

@@ -23,9 +23,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from domicile.config.project import registry_dir, split_dir
+from domicile.config.topology import FleetMode, ModelRole, load_topology
 from domicile.edge.transport import MqttTransport
-from domicile.manifest import DEFAULT_MODEL_DIR
-from domicile.topology import FleetMode, ModelRole, load_topology
 from edge_components.inference.build import build_device
 from edge_components.inference.settings import EdgeSettings
 
@@ -38,7 +38,7 @@ def _cases(path: str | None, limit: int) -> Iterator[tuple[str, list[float]]]:
                     case = json.loads(line)
                     yield str(case["case_id"]), case["features"]
         return
-    from domicile.datasets import load_digits_splits
+    from domicile.models.datasets import load_digits_splits
 
     test = load_digits_splits().test
     for i, row in enumerate(test.x[:limit]):
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thing", required=True, help="the device's thing name (its MQTT client id)")
     parser.add_argument("--fleet", required=True)
     parser.add_argument("--topology", help="topology file (default: domicile.toml)")
-    parser.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--model-dir", default=None)
     parser.add_argument("--spool-dir", default=str(Path.home() / ".domicile" / "spool"))
     parser.add_argument("--input", help="JSON-lines file of cases (default: the digits test split)")
     parser.add_argument("--limit", type=int, default=100, help="test rows to send without --input")
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         jurisdiction=fleet.jurisdiction,
         home_region=fleet.home_region,
         mode=fleet.mode,
-        model_dir=Path(args.model_dir) / "split" if split else Path(args.model_dir),
+        model_dir=split_dir(args.model_dir) if split else registry_dir(args.model_dir),
         model_name=split.name if split else topology.model_for(ModelRole.EDGE).name,
         split_cut=split.cut if split else None,
         split_encoding=(split.encoding or "float32") if split else "float32",

@@ -8,6 +8,8 @@ lands in the queue's DLQ: never dropped.
 
 from __future__ import annotations
 
+import uuid
+from functools import partial
 from typing import Any
 
 import boto3
@@ -22,16 +24,18 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from domicile.aggregate_store import AggregateStore
-from domicile.drift import MIN_CASES, InputBaseline, psi
-from domicile.envelope import ResultEnvelope, parse_envelope
+from domicile.aws.aggregate_store import AggregateStore
+from domicile.aws.quarantine import Quarantine
+from domicile.config.settings import AggregateSettings, load_settings
 from domicile.errors import InputError
-from domicile.manifest import load_manifest
-from domicile.residency import Quarantine, ResidencyPolicy
-from domicile.settings import load_aggregate_settings
+from domicile.models.drift import DriftWatch, InputBaseline
+from domicile.models.registry import load_manifest
+from domicile.residency.policy import ResidencyPolicy
+from domicile.wire.envelope import ResultEnvelope, parse_envelope
+from domicile.wire.keys import hour_key, model_key
 from functions.residency_gate import hold_if_foreign
 
-settings = load_aggregate_settings()
+settings = load_settings(AggregateSettings)
 residency = ResidencyPolicy.from_settings(settings.aws_region, settings.jurisdiction, settings.allowed_regions)
 logger = Logger(service="domicile-aggregate")
 tracer = Tracer(service="domicile-aggregate", patch_modules=("botocore",))
@@ -50,7 +54,7 @@ idempotency = IdempotencyConfig(
 baselines: dict[str, InputBaseline] = {}
 if settings.model_dir is not None:
     baselines = {
-        f"{e.name}@{e.version}": e.baseline
+        model_key(e.name, e.version): e.baseline
         for versions in load_manifest(settings.model_dir).versions.values()
         for e in versions.values()
         if e.baseline is not None
@@ -59,22 +63,15 @@ if settings.model_dir is not None:
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-class _Executed:
-    """Set when the idempotent body really runs, so a replayed answer can be counted as a duplicate."""
-
-    flag = False
-
-
-@idempotent_function(data_keyword_argument="envelope", config=idempotency, persistence_store=persistence)
-def aggregate(envelope: dict[str, Any]) -> dict[str, Any]:
-    _Executed.flag = True
-    parsed = ResultEnvelope.model_validate(envelope)
-    key = store.archive(parsed)
-    counted = store.count(parsed)
-    return {"counted": counted, "results": len(parsed.payload.results), "archive_key": key}
+@idempotent_function(data_keyword_argument="key", config=idempotency, persistence_store=persistence)
+def aggregate(key: dict[str, str], envelope: ResultEnvelope, nonce: str) -> dict[str, Any]:
+    """Archive and count one envelope, once per message id; `nonce` comes back only from a real run."""
+    archived = store.archive(envelope)
+    counted = store.count(envelope)
+    return {"counted": counted, "results": len(envelope.payload.results), "archive_key": archived, "nonce": nonce}
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(drift: DriftWatch, record: SQSRecord) -> None:
     try:
         envelope = parse_envelope(record.body)
         if not isinstance(envelope, ResultEnvelope):
@@ -87,9 +84,10 @@ def record_handler(record: SQSRecord) -> None:
         raise
     if hold_if_foreign(envelope, record.body, f"sqs:{record.event_source_arn}", quarantine, metrics, logger):
         return
-    _Executed.flag = False
-    outcome = aggregate(envelope=envelope.model_dump(mode="json", exclude_none=True))
-    if not _Executed.flag or not outcome["counted"]:
+    nonce = uuid.uuid4().hex
+    # The idempotency key is the message id alone; the parsed envelope goes along, never parsed again.
+    outcome = aggregate(key={"message_id": str(envelope.message_id)}, envelope=envelope, nonce=nonce)
+    if outcome["nonce"] != nonce or not outcome["counted"]:  # a stored answer replayed, or a marker found
         metrics.add_metric(name="DuplicatesSuppressed", unit=MetricUnit.Count, value=1)
         # A warning: at-least-once delivery makes duplicates normal, but many of them mean retries upstream.
         logger.warning(
@@ -98,30 +96,20 @@ def record_handler(record: SQSRecord) -> None:
         return
     metrics.add_metric(name="EnvelopesAggregated", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ResultsAggregated", unit=MetricUnit.Count, value=outcome["results"])
-    model = f"{envelope.model.name}@{envelope.model.version}"
-    if envelope.payload.input_bins is not None and model in baselines:
-        _drift_keys.add((envelope.fleet, model, envelope.produced_at.strftime("%Y-%m-%dT%H")))
+    if envelope.payload.input_bins is not None:
+        model = model_key(envelope.model.name, envelope.model.version)
+        drift.note(envelope.fleet, model, hour_key(envelope.produced_at))
 
 
-# (fleet, model, hour) histograms this batch added to: their PSI is reported once, after the batch.
-_drift_keys: set[tuple[str, str, str]] = set()
-
-
-def report_drift() -> None:
+def report_drift(drift: DriftWatch) -> None:
     """PSI of each fleet's inputs this hour against the model's training inputs, as `ModelDrift` per fleet."""
-    for fleet, model, hour in sorted(_drift_keys):
-        baseline = baselines[model]
-        counts = store.input_histogram(fleet, model, hour, len(baseline.expected))
-        if sum(counts) < MIN_CASES:
-            continue  # too few cases for a verdict
-        value = round(psi(counts, baseline.expected), 4)
+    for verdict in drift.verdicts():
         # One dimension, the fleet: the alarm per fleet matches it exactly, and cardinality stays low.
-        with single_metric(name="ModelDrift", unit=MetricUnit.NoUnit, value=value, namespace="Domicile",
-                           default_dimensions={"Fleet": fleet}) as metric:  # fmt: skip
-            metric.add_metadata(key="model", value=model)
-            metric.add_metadata(key="hour", value=hour)
-            metric.add_metadata(key="cases", value=sum(counts))
-    _drift_keys.clear()
+        with single_metric(name="ModelDrift", unit=MetricUnit.NoUnit, value=verdict.psi, namespace="Domicile",
+                           default_dimensions={"Fleet": verdict.fleet}) as metric:  # fmt: skip
+            metric.add_metadata(key="model", value=verdict.model)
+            metric.add_metadata(key="hour", value=verdict.hour)
+            metric.add_metadata(key="cases", value=verdict.cases)
 
 
 @logger.inject_lambda_context
@@ -129,9 +117,9 @@ def report_drift() -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    _drift_keys.clear()
+    drift = DriftWatch(baselines, store.input_histogram)  # this batch's: it never outlives the call
     response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event, record_handler=partial(record_handler, drift), processor=processor, context=context
     )
-    report_drift()
+    report_drift(drift)
     return dict(response)

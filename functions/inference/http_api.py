@@ -16,10 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domicile import __version__
+from domicile.config.settings import HttpSettings, load_settings
 from domicile.errors import InputError, ModelNotFoundError, PayloadTooLargeError
-from domicile.oip import decode_infer_request, encode_infer_response, model_metadata
-from functions.inference.shared import logger, metrics, runtime, settings, tracer
+from domicile.wire.oip import decode_infer_request, encode_infer_response, model_metadata
+from functions.inference.shared import logger, metrics, set_dimensions, tracer, warm_runtime
 
+settings = load_settings(HttpSettings)
+set_dimensions(settings)
+runtime = warm_runtime(settings)
 app = APIGatewayHttpResolver()
 
 

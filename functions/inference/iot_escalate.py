@@ -6,10 +6,15 @@ escalated). See iot_rule for what happens to bad or foreign envelopes.
 
 from __future__ import annotations
 
-from domicile.cloud import answer_escalations
-from domicile.envelope import EscalateEnvelope, ResultEnvelope
-from functions.inference.iot_rule import rule_handler
-from functions.inference.shared import runtime, settings
+from domicile.cloud.answers import answer_escalations
+from domicile.config.settings import EscalateSettings, load_settings
+from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope
+from functions.inference.iot_rule import RuleEntryPoint
+from functions.inference.shared import warm_runtime
+
+settings = load_settings(EscalateSettings)
+runtime = warm_runtime(settings)
+entry = RuleEntryPoint(settings)
 
 
 def _answer(envelope: EscalateEnvelope) -> ResultEnvelope:
@@ -17,4 +22,4 @@ def _answer(envelope: EscalateEnvelope) -> ResultEnvelope:
     return answer
 
 
-handler = rule_handler(EscalateEnvelope, "iot:escalate", _answer, "Escalations")
+handler = entry.handler(EscalateEnvelope, "iot:escalate", _answer, "Escalations")

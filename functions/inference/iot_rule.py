@@ -16,57 +16,60 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from domicile.envelope import EscalateEnvelope, ResultEnvelope, SplitEnvelope, parse_envelope
-from domicile.errors import ConfigError, InputError
-from domicile.residency import Quarantine
-from domicile.sinks import SqsEnvelopeSink
-from functions.inference.shared import logger, metrics, residency, settings, tracer
+from domicile.aws.quarantine import Quarantine
+from domicile.aws.sqs_sink import SqsEnvelopeSink
+from domicile.config.settings import AnsweringSettings
+from domicile.errors import InputError
+from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, SplitEnvelope, parse_envelope
+from functions.inference.shared import logger, metrics, residency_of, set_dimensions, tracer
 from functions.residency_gate import hold_if_foreign
 
 tracer.patch(["botocore"])
-if not settings.results_queue_url:
-    raise ConfigError("environment variable RESULTS_QUEUE_URL is not set (needed by the IoT rule entry points)")
-if not settings.quarantine_bucket:
-    raise ConfigError("environment variable QUARANTINE_BUCKET is not set (needed to keep residency violations)")
-sink = SqsEnvelopeSink(boto3.client("sqs", region_name=settings.aws_region), settings.results_queue_url)
-quarantine = Quarantine(boto3.client("s3", region_name=settings.aws_region), settings.quarantine_bucket, residency)
 
 E = TypeVar("E", EscalateEnvelope, SplitEnvelope)
 
 
-def answer_rule_event(
-    event: dict[str, Any], kind: type[E], source: str, answer: Callable[[E], ResultEnvelope], metric: str
-) -> dict[str, Any]:
-    """Handle one envelope of `kind` from a topic rule; returns what was done with it."""
-    try:
-        envelope = parse_envelope(event)
-        if not isinstance(envelope, kind):
-            raise InputError("kind", f"{source} takes {kind.model_fields['kind'].default!r} envelopes, "
-                                     f"not {envelope.kind!r}")  # fmt: skip
-        held = hold_if_foreign(envelope, json.dumps(event), source, quarantine, metrics, logger)
-        if held:
-            return {"request": str(envelope.message_id), "quarantined": held[0], "reason": held[1]}
-        result = answer(envelope)
-    except InputError as err:
-        metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
-        logger.warning(f"rejected {source} envelope", extra={"field": err.field, "reason": err.reason})
-        raise
-    if sink.send([(str(envelope.message_id), result)]):
-        raise RuntimeError("the results queue refused the answer; Lambda will retry")
-    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
-    return {"request": str(envelope.message_id), "result": str(result.message_id),
-            "label": result.payload.results[0].label}  # fmt: skip
+class RuleEntryPoint:
+    """One topic rule's function: its results sink and quarantine, made once from its settings."""
 
+    def __init__(self, settings: AnsweringSettings) -> None:
+        set_dimensions(settings)
+        self.sink = SqsEnvelopeSink(boto3.client("sqs", region_name=settings.aws_region), settings.results_queue_url)
+        s3 = boto3.client("s3", region_name=settings.aws_region)
+        self.quarantine = Quarantine(s3, settings.quarantine_bucket, residency_of(settings))
 
-def rule_handler(
-    kind: type[E], source: str, answer: Callable[[E], ResultEnvelope], metric: str
-) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """A Lambda handler for one topic rule, with Powertools' logging context, tracing and metrics."""
+    def answer(
+        self, event: dict[str, Any], kind: type[E], source: str, answer: Callable[[E], ResultEnvelope], metric: str
+    ) -> dict[str, Any]:
+        """Handle one envelope of `kind` from a topic rule; returns what was done with it."""
+        try:
+            envelope = parse_envelope(event)
+            if not isinstance(envelope, kind):
+                raise InputError("kind", f"{source} takes {kind.model_fields['kind'].default!r} envelopes, "
+                                         f"not {envelope.kind!r}")  # fmt: skip
+            held = hold_if_foreign(envelope, json.dumps(event), source, self.quarantine, metrics, logger)
+            if held:
+                return {"request": str(envelope.message_id), "quarantined": held[0], "reason": held[1]}
+            result = answer(envelope)
+        except InputError as err:
+            metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
+            logger.warning(f"rejected {source} envelope", extra={"field": err.field, "reason": err.reason})
+            raise
+        if self.sink.send([(str(envelope.message_id), result)]):
+            raise RuntimeError("the results queue refused the answer; Lambda will retry")
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+        return {"request": str(envelope.message_id), "result": str(result.message_id),
+                "label": result.payload.results[0].label}  # fmt: skip
 
-    @logger.inject_lambda_context
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics
-    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return answer_rule_event(event, kind, source, answer, metric)
+    def handler(
+        self, kind: type[E], source: str, answer: Callable[[E], ResultEnvelope], metric: str
+    ) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+        """A Lambda handler for the rule, with Powertools' logging context, tracing and metrics."""
 
-    return handler
+        @logger.inject_lambda_context
+        @tracer.capture_lambda_handler
+        @metrics.log_metrics
+        def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            return self.answer(event, kind, source, answer, metric)
+
+        return handler

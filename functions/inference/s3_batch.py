@@ -15,9 +15,13 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from domicile.jsonlines import infer_jsonlines
-from functions.inference.shared import logger, metrics, runtime, settings, tracer
+from domicile.cloud.jsonlines import infer_jsonlines
+from domicile.config.settings import S3BatchSettings, load_settings
+from functions.inference.shared import logger, metrics, set_dimensions, tracer, warm_runtime
 
+settings = load_settings(S3BatchSettings)
+set_dimensions(settings)
+runtime = warm_runtime(settings)
 tracer.patch(["botocore"])
 s3 = boto3.client("s3", region_name=settings.aws_region)
 

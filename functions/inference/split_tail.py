@@ -7,14 +7,14 @@ cut, of the wrong size or with non-finite values is bad input (see iot_rule).
 
 from __future__ import annotations
 
-from domicile.envelope import SplitEnvelope
-from domicile.errors import ConfigError
+from domicile.config.project import split_dir
+from domicile.config.settings import SplitTailSettings, load_settings
 from domicile.split.runtime import SplitTail
-from functions.inference.iot_rule import rule_handler
-from functions.inference.shared import settings
+from domicile.wire.envelope import SplitEnvelope
+from functions.inference.iot_rule import RuleEntryPoint
 
-if not settings.split_cut:
-    raise ConfigError("environment variable SPLIT_CUT is not set (needed by the split-tail entry point)")
-tail = SplitTail(settings.model_dir / "split", settings.split_cut, settings.intra_op_threads)
+settings = load_settings(SplitTailSettings)
+tail = SplitTail(split_dir(settings.model_dir), settings.split_cut, settings.intra_op_threads)
+entry = RuleEntryPoint(settings)
 
-handler = rule_handler(SplitEnvelope, "iot:split", lambda envelope: tail.answer([envelope])[0], "SplitTails")
+handler = entry.handler(SplitEnvelope, "iot:split", lambda envelope: tail.answer([envelope])[0], "SplitTails")

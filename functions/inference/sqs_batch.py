@@ -7,6 +7,7 @@ reported as failed too, so SQS redelivers it (the answer's id is stable, so no d
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import boto3
@@ -15,40 +16,38 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from domicile.cloud import answer_escalations, check_feature_count, stack_rows
-from domicile.envelope import EscalateEnvelope, parse_envelope
-from domicile.errors import ConfigError, InputError
-from domicile.residency import Quarantine
-from domicile.sinks import SqsEnvelopeSink
-from functions.inference.shared import logger, metrics, residency, runtime, settings, tracer
+from domicile.aws.quarantine import Quarantine
+from domicile.aws.sqs_sink import SqsEnvelopeSink
+from domicile.cloud.answers import answer_escalations, check_feature_count, stack_rows
+from domicile.config.settings import SqsBatchSettings, load_settings
+from domicile.errors import InputError
+from domicile.wire.envelope import EscalateEnvelope, parse_envelope
+from functions.inference.shared import logger, metrics, residency_of, set_dimensions, tracer, warm_runtime
 from functions.residency_gate import hold_if_foreign
 
+settings = load_settings(SqsBatchSettings)
+set_dimensions(settings)
+runtime = warm_runtime(settings)
 tracer.patch(["botocore"])
 sqs = boto3.client("sqs", region_name=settings.aws_region)
-if not settings.quarantine_bucket:
-    raise ConfigError("environment variable QUARANTINE_BUCKET is not set (needed to keep residency violations)")
-quarantine = Quarantine(boto3.client("s3", region_name=settings.aws_region), settings.quarantine_bucket, residency)
-
+quarantine = Quarantine(
+    boto3.client("s3", region_name=settings.aws_region), settings.quarantine_bucket, residency_of(settings)
+)
 # A batch where every record is bad is answered like any other: each record named as failed.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-if not settings.results_queue_url:
-    raise ConfigError("environment variable RESULTS_QUEUE_URL is not set (needed by the SQS entry point)")
 sink = SqsEnvelopeSink(sqs, settings.results_queue_url)
 model_entry = runtime.entry(settings.default_model)
 
 
 class _Batch:
-    """The good records of the current invocation, collected for one vectorized run."""
+    """The good records of one invocation, collected for one vectorized run."""
 
     def __init__(self) -> None:
         self.record_ids: list[str] = []
         self.requests: list[EscalateEnvelope] = []
 
 
-_batch = _Batch()
-
-
-def record_handler(record: SQSRecord) -> None:
+def collect(batch: _Batch, record: SQSRecord) -> None:
     try:
         envelope = parse_envelope(record.body)
         if not isinstance(envelope, EscalateEnvelope):
@@ -59,8 +58,8 @@ def record_handler(record: SQSRecord) -> None:
         raise
     if hold_if_foreign(envelope, record.body, f"sqs:{record.event_source_arn}", quarantine, metrics, logger):
         return  # the record succeeds: kept in this region, never processed
-    _batch.record_ids.append(record.message_id)
-    _batch.requests.append(envelope)
+    batch.record_ids.append(record.message_id)
+    batch.requests.append(envelope)
 
 
 def _reject(message_id: str, err: InputError) -> None:
@@ -72,32 +71,32 @@ def _reject(message_id: str, err: InputError) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _batch
-    _batch = _Batch()
+    batch = _Batch()  # this invocation's, passed along: nothing of it outlives the call
+    collect_into = partial(collect, batch)
     response: dict[str, Any] = dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        process_partial_response(event=event, record_handler=collect_into, processor=processor, context=context)
     )
     failed: list[str] = []
-    if not _batch.requests:
+    if not batch.requests:
         return response  # every record was bad or quarantined: the response already says which
-    matrix, overflowing = stack_rows(_batch.requests)
+    matrix, overflowing = stack_rows(batch.requests)
     if overflowing:
         # Values too large for float32: these records fail alone, like any other bad record.
         for i in overflowing:
-            _reject(_batch.record_ids[i], InputError("payload.features", "holds a value too large for float32"))
-        failed = [_batch.record_ids[i] for i in overflowing]
-        keep = [i for i in range(len(_batch.requests)) if i not in set(overflowing)]
-        _batch.record_ids = [_batch.record_ids[i] for i in keep]
-        _batch.requests = [_batch.requests[i] for i in keep]
+            _reject(batch.record_ids[i], InputError("payload.features", "holds a value too large for float32"))
+        failed = [batch.record_ids[i] for i in overflowing]
+        keep = [i for i in range(len(batch.requests)) if i not in set(overflowing)]
+        batch.record_ids = [batch.record_ids[i] for i in keep]
+        batch.requests = [batch.requests[i] for i in keep]
         matrix = matrix[keep]
-    if _batch.requests:
+    if batch.requests:
         started = time.perf_counter()
-        answers = answer_escalations(runtime, model_entry.name, _batch.requests, matrix)
+        answers = answer_escalations(runtime, model_entry.name, batch.requests, matrix)
         metrics.add_metric(
             name="InferenceLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
         )
         metrics.add_metric(name="Inferences", unit=MetricUnit.Count, value=len(answers))
-        unsent = sink.send(list(zip(_batch.record_ids, answers, strict=True)))
+        unsent = sink.send(list(zip(batch.record_ids, answers, strict=True)))
         if unsent:
             logger.error("results queue refused answers; their records will be retried", extra={"records": unsent})
         failed.extend(unsent)

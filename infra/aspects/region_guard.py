@@ -12,7 +12,7 @@ from aws_cdk import IAspect, Stack
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
-from domicile.topology import Topology
+from domicile.config.topology import Topology
 from infra.aspects.residency import jurisdiction_of
 
 GLOBAL_ACTIONS = ("sts:*", "iam:*")

@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import jsii
-from aws_cdk import Annotations, App, CfnElement, CfnResource, IAspect, Stack, Tags, Token
+from aws_cdk import Annotations, App, CfnElement, CfnOutput, CfnResource, IAspect, Stack, Tags, Token
 from constructs import IConstruct
 
-from domicile.flows import GLOBAL, UNKNOWN, Flow, flows_of
-from domicile.topology import Topology
+from domicile.config.topology import Topology
+from domicile.residency.flows import UNKNOWN, Flow, allowed_flow, flows_of
+from domicile.residency.references import References
 
 JURISDICTION_CONTEXT = "domicile:jurisdiction"
 
@@ -50,7 +51,8 @@ def describe(flow: Flow, path: str, jurisdiction: str, allowed: tuple[str, ...])
 class ResidencyAspect:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self._index: dict[str, list[Stack]] | None = None
+        self._index: tuple[dict[str, list[Stack]], dict[str, str]] | None = None
+        self._references_of: dict[str, References] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _allowed(self, stack: Stack) -> tuple[str, tuple[str, ...]] | None:
@@ -59,31 +61,28 @@ class ResidencyAspect:
             return None
         return jurisdiction, self.topology.regions_of(jurisdiction)
 
-    def _stacks_by_logical_id(self, node: IConstruct) -> dict[str, list[Stack]]:
+    def _index_app(self, node: IConstruct) -> tuple[dict[str, list[Stack]], dict[str, str]]:
+        """Every logical id of the app with the stacks that hold it, and every export name with its region."""
         if self._index is None:
-            index: dict[str, list[Stack]] = {}
+            by_id: dict[str, list[Stack]] = {}
+            exports: dict[str, str] = {}
             for child in node.node.root.node.find_all():
                 if isinstance(child, CfnElement):
                     stack = Stack.of(child)
-                    index.setdefault(stack.resolve(child.logical_id), []).append(stack)
-            self._index = index
+                    by_id.setdefault(stack.resolve(child.logical_id), []).append(stack)
+                if isinstance(child, CfnOutput) and child.export_name and not Token.is_unresolved(child.export_name):
+                    exports[child.export_name] = Stack.of(child).region
+            self._index = (by_id, exports)
         return self._index
 
-    def _ref_region(self, node: CfnResource, stack: Stack) -> Any:
-        def ref_region(value: dict[str, Any]) -> str:
-            ((fn, arg),) = value.items()
-            target = arg if fn == "Ref" else (arg[0] if isinstance(arg, list) else str(arg).split(".")[0])
-            if fn == "Fn::ImportValue" or not isinstance(target, str):
-                return UNKNOWN
-            if target.startswith("AWS::"):
-                return stack.region
-            owners = self._stacks_by_logical_id(node).get(target, [])
-            if stack in owners or not owners:
-                return stack.region  # our own resource (or a parameter of ours)
-            regions = {s.region for s in owners}
-            return regions.pop() if len(regions) == 1 else UNKNOWN
-
-        return ref_region
+    def _references(self, node: CfnResource, stack: Stack) -> References:
+        if stack.node.path not in self._references_of:  # once per stack, from the app's index
+            by_id, exports = self._index_app(node)
+            own = frozenset(lid for lid, stacks in by_id.items() if stack in stacks)
+            elsewhere = {lid: frozenset(s.region for s in stacks if s is not stack) for lid, stacks in by_id.items()
+                         if any(s is not stack for s in stacks)}  # fmt: skip
+            self._references_of[stack.node.path] = References(stack.region, own, elsewhere, exports)
+        return self._references_of[stack.node.path]
 
     # -- the visit -------------------------------------------------------------------------------
     def visit(self, node: IConstruct) -> None:
@@ -147,6 +146,6 @@ class ResidencyAspect:
             return
         resource = {"Type": node.cfn_resource_type, "Properties": props}
         lid = stack.resolve(node.logical_id)
-        for flow in flows_of(lid, resource, stack.region, self._ref_region(node, stack)):
-            if flow.region != GLOBAL and flow.region not in allowed:
+        for flow in flows_of(lid, resource, stack.region, self._references(node, stack)):
+            if not allowed_flow(flow, allowed):
                 Annotations.of(node).add_error(describe(flow, node.node.path, jurisdiction, allowed))

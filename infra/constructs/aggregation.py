@@ -1,6 +1,6 @@
 """In-region aggregation: the aggregate function on the results queue, its tables and archive.
 
-It also measures input drift (PSI against each model's training inputs, see domicile.drift) as the
+It also measures input drift (PSI against each model's training inputs, see domicile.models.drift) as the
 `ModelDrift` metric per fleet; one alarm per fleet fires above the threshold.
 """
 
@@ -19,7 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from domicile.drift import DRIFT_THRESHOLD
+from domicile.models.drift import DRIFT_THRESHOLD
 from infra.bundling import python_function_code
 from infra.constructs.nag import suppress_lambda_defaults
 from infra.constructs.storage import function_log_group

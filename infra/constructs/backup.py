@@ -2,7 +2,7 @@
 
 Point-in-time recovery already covers the last 35 days of changes; the daily recovery points are
 what survives a deleted table. The plan has no copy actions: a copy to another region's vault would
-take the jurisdiction's records out of it (domicile.flows reports one as a residency violation).
+take the jurisdiction's records out of it (domicile.residency.flows reports one as a residency violation).
 """
 
 from __future__ import annotations

@@ -32,11 +32,12 @@ from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from domicile.edge.topics import ROOT as TOPIC_ROOT
+from domicile.config.project import MANIFEST_FILE
+from domicile.config.topology import EdgeComponentKind, Fleet, FleetMode, ModelPlacement
 from domicile.errors import ConfigError
-from domicile.manifest import MANIFEST_FILE, ModelEntry, load_manifest
+from domicile.models.registry import ModelEntry, load_manifest
 from domicile.split.model import load_split_manifest
-from domicile.topology import EdgeComponentKind, Fleet, FleetMode, ModelPlacement
+from domicile.wire.topics import ROOT as TOPIC_ROOT
 from infra.bundling import EDGE_PACKAGE, PROJECT_ROOT, asset_hash, build_asset, python_function_code
 from infra.constructs.nag import BASIC_EXECUTION
 from infra.constructs.storage import function_log_group

@@ -18,7 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from domicile.edge.topics import topic_filter
+from domicile.wire.topics import topic_filter
 
 
 @dataclass(frozen=True)

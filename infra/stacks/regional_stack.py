@@ -8,8 +8,9 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from domicile.manifest import Manifest
-from domicile.topology import FleetMode, ModelRole, Topology
+from domicile.config.topology import FleetMode, ModelRole, Topology
+from domicile.models.registry import Manifest
+from domicile.wire.keys import model_key
 from infra.aspects.residency import pin_jurisdiction
 from infra.constructs.aggregation import Aggregation, AggregationProps
 from infra.constructs.alarms import AlarmTopic
@@ -62,7 +63,7 @@ class RegionalStack(Stack):
                 escalation_dlq=self.escalation_dlq,
                 allowed_regions=topology.regions_of(self.jurisdiction),
                 split_cut=split_model.cut if split_model and has_split_fleets else None,
-                model_versions=",".join(f"{e.name}@{e.version}" for e in manifest.models.values()),
+                model_versions=",".join(model_key(e.name, e.version) for e in manifest.models.values()),
             ),
         )
         self.aggregation = Aggregation(

@@ -4,15 +4,13 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import ROOT
 
 CDK = ROOT / ".tools" / "node_modules" / ".bin" / "cdk"
 
 
-@pytest.mark.skipif(not CDK.exists(), reason="the CDK CLI is installed by `make setup`")
 def test_cdk_synth_fails_on_a_residency_violation(tmp_path):
+    assert CDK.exists(), "the CDK CLI is missing: `make setup` installs it"
     app = f"{sys.executable} -c 'from tests.infra import residency_fixtures as fx; fx.explicit_arn().synth()'"
     result = subprocess.run(
         [str(CDK), "synth", "--quiet", "--output", str(tmp_path / "out"), "--app", app],

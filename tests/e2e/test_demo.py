@@ -3,13 +3,12 @@
 import subprocess
 import sys
 
-from tests.conftest import EVENTS, ROOT
+from tests.conftest import EVENTS, ROOT, run_cli
 
 
-def test_demo_answers_every_sample_event():
-    result = subprocess.run(
-        [sys.executable, "-m", "domicile.cli", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+def test_demo_answers_every_sample_event(synthesized):
+    _, _, cdk_out = synthesized  # the demo runs the handlers as the synthesized stack deploys them
+    result = run_cli("demo", "--cdk-out", str(cdk_out), timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"handled {len(list(EVENTS.glob('*.json')))} sample events" in out
@@ -23,7 +22,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "t.toml"
     bad.write_text('[jurisdictions.eu]\nregions = ["eu-moon-1"]\n[models]\n[fleets]\n')
     result = subprocess.run(
-        [sys.executable, "-m", "domicile.cli", "topology", "check", "--file", str(bad)],
+        [sys.executable, "-m", "domicile_local.cli", "topology", "check", "--file", str(bad)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from domicile.sim.runner import Faults, SimOptions, Simulation, synthesize
-from domicile.topology import load_topology
+from domicile.config.topology import load_topology
+from domicile_local.sim.runner import Faults, SimOptions, Simulation, synthesize
 from tests.broker import KIND, Broker
 from tests.conftest import ROOT
 
@@ -56,10 +56,10 @@ def _restart_when_busy(sim: Simulation, broker: Broker, fleet: str, log: list[st
 
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory) -> tuple[dict[str, Any], list[str]]:
-    from domicile.sim.report import build_report
+    from domicile_local.sim.report import build_report
 
     if KIND != "mosquitto":
-        pytest.skip("a broker restart that keeps sessions needs mosquitto (CI installs it)")
+        pytest.fail("a broker restart that keeps sessions needs mosquitto: `make setup` installs it")
     topology = load_topology()
     out = tmp_path_factory.mktemp("faulty-run")
     broker = Broker(out, persistent=True)
@@ -174,7 +174,7 @@ def test_the_default_cli_run_prints_the_summary_and_writes_every_report_file(tmp
     cases = 300 * sum(f.devices for f in topology.fleets.values())
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "domicile.cli", "simulate", "--no-progress", "--out", str(out)],
+        [sys.executable, "-m", "domicile_local.cli", "simulate", "--no-progress", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -221,7 +221,7 @@ def test_the_default_cli_run_prints_the_summary_and_writes_every_report_file(tmp
 def test_a_fading_sensor_fires_the_drift_alarm_of_every_fleet_that_reports_psi(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "domicile.cli", "simulate", "--drift", "--records", "300", "--devices", "1",
+        [sys.executable, "-m", "domicile_local.cli", "simulate", "--drift", "--records", "300", "--devices", "1",
          "--no-progress", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -239,7 +239,7 @@ def test_a_fading_sensor_fires_the_drift_alarm_of_every_fleet_that_reports_psi(t
 def test_ctrl_c_writes_a_partial_report(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "domicile.cli", "simulate", "--records", "400", "--devices", "1", "--rate", "10",
+        [sys.executable, "-m", "domicile_local.cli", "simulate", "--records", "400", "--devices", "1", "--rate", "10",
          "--no-progress", "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -267,7 +267,7 @@ def test_generic_components_over_ipc_balance_the_books_with_every_device_deploye
     topology = load_topology()
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "domicile.cli", "simulate", "--component", "generic", "--records", "60",
+        [sys.executable, "-m", "domicile_local.cli", "simulate", "--component", "generic", "--records", "60",
          "--no-progress", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

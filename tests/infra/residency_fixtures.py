@@ -19,8 +19,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
-from domicile.manifest import load_manifest
-from domicile.topology import Fleet, FleetMode, load_topology
+from domicile.config.topology import Fleet, FleetMode, load_topology
+from domicile.models.registry import load_manifest
 from infra.app import apply_residency
 from infra.aspects.residency import pin_jurisdiction
 

@@ -9,9 +9,9 @@ import pytest
 from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
-from domicile.manifest import load_manifest
+from domicile.config.topology import FleetMode, load_topology
+from domicile.models.registry import load_manifest
 from domicile.split.model import load_split_manifest
-from domicile.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
 from infra.greengrass import PINNED_VERSIONS
 from tests.conftest import MODELS

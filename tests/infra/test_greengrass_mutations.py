@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from domicile.config.topology import parse_topology
 from domicile.errors import ConfigError
-from domicile.sim.assembly import load_stacks
-from domicile.sim.devices import RouterTransport
-from domicile.sim.greengrass import ConflictException, GreengrassCloud, LocalCore
-from domicile.topology import parse_topology
+from domicile_local.greengrass import ConflictException, GreengrassCloud, LocalCore
+from domicile_local.sim.assembly import load_stacks
+from domicile_local.sim.devices import RouterTransport
 from edge_components.inference.build import build_device
 from edge_components.inference.settings import load_edge_settings
 from infra.constructs import edge_fleet
@@ -64,7 +64,7 @@ class _Link:
 
 def _run_one_case(cloud: GreengrassCloud, root: Path) -> tuple[Any, _Link]:
     """Deploy munich-line to one core, start its device as deployed, answer one case, flush."""
-    from domicile.datasets import load_digits_splits
+    from domicile.models.datasets import load_digits_splits
 
     link = _Link()
     core = LocalCore(root, THING, "eu-central-1", cloud_publish=link.publish)

@@ -10,7 +10,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Annotations, Match, Template
 
-from domicile.topology import FleetMode, load_topology
+from domicile.config.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
 from infra.aspects.nag import PACKS, apply_nag
 

@@ -1,10 +1,13 @@
 """Region pinning: the synth-time Aspect on violating apps, the deploy-time guard on the real one."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from aws_cdk import cx_api
 
+from domicile.residency.report import report
 from infra.app import synth_errors
 from tests.infra import residency_fixtures as fx
 
@@ -67,7 +70,7 @@ def test_the_real_app_passes(synthesized):
 
 
 def test_every_role_denies_other_regions(synthesized):
-    from domicile.topology import load_topology
+    from domicile.config.topology import load_topology
 
     topology = load_topology()
     _, _, outdir = synthesized
@@ -106,7 +109,7 @@ def _report(cdk_out, *flags):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "domicile.cli", "residency", "report", "--cdk-out", str(cdk_out), *flags],
+        [sys.executable, "-m", "domicile_local.cli", "residency", "report", "--cdk-out", str(cdk_out), *flags],
         capture_output=True,
         text=True,
     )
@@ -139,3 +142,48 @@ def test_report_gates_a_pipeline_on_a_disallowed_flow():
 def test_report_without_an_assembly_says_what_to_do(tmp_path):
     result = _report(tmp_path)
     assert result.returncode == 2 and "run `make synth` first" in result.stderr
+
+
+# Every app the suite synthesizes for residency, violating or not: the two readings must agree on each.
+AGREEMENT_APPS = {
+    **{build.__name__: build for build in (
+        fx.event_source, fx.lambda_destination, fx.cross_region_reference,
+        fx.cross_region_reference_inside_jurisdiction, fx.explicit_arn, fx.s3_replication_unprovable,
+        fx.dynamodb_replica, fx.backup_copy, fx.log_subscription, fx.log_destination,
+        fx.greengrass_artifact_elsewhere,
+    )},
+    **{f"rule {action}": fx.rule(fx.RULE_ACTIONS[action]) for action in fx.RULE_ACTIONS},
+}  # fmt: skip
+_FLOW_ERROR = re.compile(r"^\[residency\] \S+: (?P<kind>.+?) -> ")
+
+
+def _refused_by_the_aspect(assembly) -> set[tuple[str, str, str]]:
+    """(stack, logical id, flow kind) of every flow the synth-time Aspect refused."""
+    refused = set()
+    for stack in assembly.stacks:
+        logical_ids = {entry.path: entry.data for entry in stack.find_metadata_by_type("aws:cdk:logicalId")}
+        for message in stack.messages:
+            match = _FLOW_ERROR.match(str(message.entry.data))
+            if message.level == cx_api.SynthesisMessageLevel.ERROR and match:
+                refused.add((stack.stack_name, logical_ids[message.id], match["kind"]))
+    return refused
+
+
+def _refused_by_the_report(cdk_out) -> tuple[set[tuple[str, str, str]], int]:
+    rows = [row for row in report(Path(cdk_out), fx.TOPOLOGY) if row.kind != "placement"]
+    return {(row.stack, row.source, row.kind) for row in rows if not row.allowed}, len(rows)
+
+
+@pytest.mark.parametrize("name", sorted(AGREEMENT_APPS))
+def test_the_aspect_and_the_report_give_every_flow_the_same_verdict(name):
+    assembly = AGREEMENT_APPS[name]().synth()
+    refused, flows = _refused_by_the_report(assembly.directory)
+    assert flows, "the report saw no flow at all"
+    assert _refused_by_the_aspect(assembly) == refused
+
+
+def test_the_aspect_and_the_report_agree_on_the_real_app(synthesized):
+    _, assembly, outdir = synthesized
+    refused, flows = _refused_by_the_report(outdir)
+    assert flows > 20
+    assert _refused_by_the_aspect(assembly) == refused == set()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from domicile.topology import FleetMode, load_topology
+from domicile.config.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
 
 TOPOLOGY = load_topology()

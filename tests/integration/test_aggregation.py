@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import BUCKET, IDEMPOTENCY_TABLE, REGION, drain, load_event
+from tests.conftest import BUCKET, IDEMPOTENCY_TABLE, REGION, aggregate_row, drain, load_event
 
 HOUR = "2026-11-24T10"
 MODEL = "digits-edge@1.0.0"
@@ -21,7 +21,7 @@ def aggregate(tables, bucket):
 
 
 def row(agg, device):
-    return agg.store.read("munich-line", device, MODEL, HOUR)
+    return aggregate_row("munich-line", device, MODEL, HOUR)
 
 
 def test_sample_batch_duplicate_and_bad_record(aggregate, lambda_context):
@@ -98,8 +98,8 @@ def test_escalation_answer_reenters_aggregation(aggregate, results_queue, lambda
     record["body"] = json.dumps(result)
     aggregate.handler({"Records": [record]}, lambda_context)
     produced_hour = result["produced_at"][:13]
-    stored = aggregate.store.read("munich-line", "munich-line-2", "digits-cloud@1.0.0", produced_hour)
-    assert stored["count"] == 1 and stored["escalations"] == 1
+    stored = aggregate_row("munich-line", "munich-line-2", "digits-cloud@1.0.0", produced_hour)
+    assert stored is not None and stored["count"] == 1 and stored["escalations"] == 1
 
 
 def test_split_answer_reenters_aggregation(aggregate, results_queue, lambda_context):
@@ -115,8 +115,8 @@ def test_split_answer_reenters_aggregation(aggregate, results_queue, lambda_cont
     record = copy.deepcopy(load_event("sqs-results.json")["Records"][0])
     record["body"] = json.dumps(result)
     assert aggregate.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
-    stored = aggregate.store.read("hamburg-lab", "hamburg-lab-0", "digits-deep@1.0.0", result["produced_at"][:13])
-    assert stored["count"] == 1 and stored[f"class_{answer['label']}"] == 1
+    stored = aggregate_row("hamburg-lab", "hamburg-lab-0", "digits-deep@1.0.0", result["produced_at"][:13])
+    assert stored is not None and stored["count"] == 1 and stored[f"class_{answer['label']}"] == 1
 
 
 @pytest.mark.parametrize(
@@ -162,8 +162,8 @@ def _drift_metrics(output: str) -> list[dict[str, Any]]:
 
 
 def test_drift_is_reported_per_fleet_once_enough_cases_arrived(aggregate, lambda_context, capsys):
-    from domicile.drift import MIN_CASES, psi
-    from domicile.manifest import load_manifest
+    from domicile.models.drift import MIN_CASES, psi
+    from domicile.models.registry import load_manifest
     from tests.conftest import MODELS
 
     BASELINE = load_manifest(MODELS).models["digits-edge"].baseline

@@ -25,9 +25,9 @@ import boto3
 import numpy as np
 import pytest
 
-from domicile.datasets import load_digits_splits
 from domicile.errors import InputError
-from tests.conftest import BUCKET, REGION, ROOT, drain, load_event
+from domicile.models.datasets import load_digits_splits
+from tests.conftest import BUCKET, REGION, ROOT, aggregate_row, drain, load_event
 
 KINDS = (
     "malformed JSON", "wrong types", "wrong shape", "NaN/inf", "empty", "oversize", "unknown model",
@@ -242,9 +242,9 @@ def test_the_matrix_answers_every_kind_at_every_entry_point():
             assert not isinstance(cell, NotApplicable) or len(cell.reason) > 30, (entry, kind)
     tried = sum(not isinstance(c, NotApplicable) for t in MATRIX.values() for c in t.values())
     explained = sum(isinstance(c, NotApplicable) for t in MATRIX.values() for c in t.values())
-    readme = (ROOT / "README.md").read_text()
-    assert f"**{tried} bad inputs** at {len(MATRIX)} entry points" in readme  # the README's figures are these
-    assert f"{explained} combinations that cannot occur" in readme
+    manual = (ROOT / "docs" / "reliability.md").read_text()
+    assert f"**{tried} bad inputs** at {len(MATRIX)} entry points" in manual  # the manual's figures are these
+    assert f"{explained} combinations that cannot occur" in manual
 
 
 # -- SQS: a bad record between two good ones --------------------------------------------------------
@@ -313,7 +313,7 @@ def test_sqs_aggregate(kind, cell, tables, bucket, lambda_context):
     event, bad_id = _batch(good, cell, "case_ids")
     response = aggregate.handler(event, lambda_context)
     size = len(event["Records"])
-    row = aggregate.store.read("munich-line", "munich-line-0", "digits-edge@1.0.0", "2026-11-24T10")
+    row = aggregate_row("munich-line", "munich-line-0", "digits-edge@1.0.0", "2026-11-24T10")
     per_envelope = len(good["payload"]["case_ids"])
     if isinstance(cell, Quarantined):
         assert response["batchItemFailures"] == []
@@ -407,13 +407,13 @@ def test_s3_batch(kind, cell, bucket, lambda_context, monkeypatch):
 @pytest.fixture(scope="module")
 def edge_device(tmp_path_factory):
     """A hybrid edge device whose transport is a real MQTT broker's client when one runs, else its spool."""
-    from domicile.edge.device import EdgeDevice
+    from domicile.config.topology import FleetMode
+    from domicile.edge.device import EdgeDevice, EdgeModel
     from domicile.edge.forward import StoreAndForward
     from domicile.edge.spool import Spool
-    from domicile.edge.topics import DeviceIdentity
     from domicile.edge.transport import TransportUnavailable
-    from domicile.runtime import ModelRuntime
-    from domicile.topology import FleetMode
+    from domicile.models.runtime import ModelRuntime
+    from domicile.wire.topics import DeviceIdentity
     from tests.conftest import MODELS
 
     class Offline:  # the link is down: every envelope goes to the durable spool, which is real
@@ -426,7 +426,7 @@ def edge_device(tmp_path_factory):
     spool = Spool(tmp_path_factory.mktemp("spool"))
     identity = DeviceIdentity("munich-line-0", "munich-line", "eu", "eu-central-1")
     return EdgeDevice(
-        identity, ModelRuntime(MODELS), "digits-edge", FleetMode.HYBRID, StoreAndForward(Offline(), spool)
+        identity, FleetMode.HYBRID, StoreAndForward(Offline(), spool), EdgeModel(ModelRuntime(MODELS), "digits-edge")
     )
 
 

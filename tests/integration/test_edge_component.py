@@ -6,17 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-from domicile.datasets import load_digits_splits
-from domicile.edge.device import EdgeDevice
+from domicile.config.topology import FleetMode
+from domicile.edge.device import EdgeDevice, EdgeModel
 from domicile.edge.forward import StoreAndForward
 from domicile.edge.spool import Spool
-from domicile.edge.topics import DeviceIdentity
 from domicile.edge.transport import MqttTransport
-from domicile.envelope import EscalateEnvelope, ResultEnvelope, parse_envelope
-from domicile.runtime import ModelRuntime
-from domicile.sim.greengrass import LocalCore
-from domicile.topology import FleetMode
-from tests.conftest import MODELS, ROOT
+from domicile.models.datasets import load_digits_splits
+from domicile.models.runtime import ModelRuntime
+from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, parse_envelope
+from domicile.wire.topics import DeviceIdentity
+from domicile_local.greengrass import LocalCore
+from tests.conftest import MODELS, ROOT, wait_until
 
 TEST = load_digits_splits().test
 ROUTER_ARN = "arn:aws:lambda:eu-central-1:123456789012:function:GGRouter"
@@ -87,7 +87,7 @@ def test_generic_component_runs_as_a_process_the_core_started_and_answers_local_
     from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
     from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 
-    from domicile.sim.greengrass.authorization import PUBSUB
+    from domicile_local.greengrass.authorization import PUBSUB
 
     core, link, component = _core(broker, tmp_path, generic_cloud)
     assert core.ipc is not None
@@ -136,12 +136,14 @@ def test_outage_spools_and_replays_in_order_without_loss(broker, tmp_path):
     identity = DeviceIdentity("virginia-plant-0", "virginia-plant", "us", "us-east-1")
     transport = MqttTransport(broker.url, identity.device, ack_timeout_s=2)
     device = EdgeDevice(
-        identity, ModelRuntime(MODELS), "digits-edge", FleetMode.CLOUD_ONLY, StoreAndForward(transport, Spool(tmp_path))
+        identity,
+        FleetMode.CLOUD_ONLY,
+        StoreAndForward(transport, Spool(tmp_path)),
+        EdgeModel(ModelRuntime(MODELS), "digits-edge"),
     )
     device.infer(["a0", "a1"], TEST.x[:2])
     broker.stop()
-    while transport.connected:
-        time.sleep(0.05)
+    wait_until(lambda: not transport.connected, 30, "the device saw its link go down")
     device.infer(["b0", "b1", "b2"], TEST.x[2:5])  # link down: spooled, acknowledged
     assert len(device.forward.spool) == 3
     broker.start()

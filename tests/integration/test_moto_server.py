@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
-from domicile.sim.moto_server import item_snapshots
+from domicile_local.sim.moto_server import item_snapshots
 
 N = {"N": "1"}
 

@@ -7,8 +7,8 @@ from typing import Any
 import boto3
 import pytest
 
-from domicile.residency import ResidencyPolicy
-from tests.conftest import BUCKET, REGION, drain, load_event
+from domicile.residency.policy import ResidencyPolicy
+from tests.conftest import BUCKET, REGION, aggregate_row, drain, load_event
 
 POLICY = ResidencyPolicy(REGION, "eu", ("eu-central-1", "eu-west-1"))
 
@@ -34,7 +34,7 @@ def claim(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
     ],
 )
 def test_policy_reasons(fields, reason):
-    from domicile.envelope import parse_envelope
+    from domicile.wire.envelope import parse_envelope
 
     envelope = parse_envelope(claim(load_event("iot-escalate.json"), device="munich-line-0", **fields))
     assert reason in (POLICY.violation(envelope) or "")
@@ -83,8 +83,8 @@ def test_aggregation_never_counts_a_foreign_envelope(tables, bucket, lambda_cont
     foreign = copy.deepcopy(event["Records"][1])
     foreign["body"] = json.dumps(claim(json.loads(foreign["body"]), jurisdiction="us", home_region="us-east-1"))
     assert aggregate.handler({"Records": [event["Records"][0], foreign]}, lambda_context) == {"batchItemFailures": []}
-    assert aggregate.store.read("munich-line", "munich-line-1", "digits-edge@1.0.0", "2026-11-24T10") is None
-    counted = aggregate.store.read("munich-line", "munich-line-0", "digits-edge@1.0.0", "2026-11-24T10")
+    assert aggregate_row("munich-line", "munich-line-1", "digits-edge@1.0.0", "2026-11-24T10") is None
+    counted = aggregate_row("munich-line", "munich-line-0", "digits-edge@1.0.0", "2026-11-24T10")
     assert counted is not None and counted["count"] == 2
     assert len(quarantined()) == 1
 

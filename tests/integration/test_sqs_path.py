@@ -6,7 +6,7 @@ import uuid
 
 import boto3
 
-from domicile.envelope import result_message_id
+from domicile.wire.envelope import result_message_id
 from tests.conftest import REGION, drain, load_event
 
 

@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 
-from domicile.datasets import load_digits_splits
-from domicile.envelope import ResultEnvelope, parse_envelope
+from domicile.models.datasets import load_digits_splits
+from domicile.wire.envelope import ResultEnvelope, parse_envelope
 from tests.conftest import ROOT
 
 CASES = 150

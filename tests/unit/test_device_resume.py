@@ -11,15 +11,15 @@ from typing import ClassVar
 
 import pytest
 
-from domicile.datasets import load_digits_splits
-from domicile.edge.device import EdgeDevice
+from domicile.config.topology import FleetMode
+from domicile.edge.device import EdgeDevice, EdgeModel
 from domicile.edge.forward import StoreAndForward
 from domicile.edge.spool import Spool
-from domicile.edge.topics import DeviceIdentity
 from domicile.edge.transport import TransportUnavailable
-from domicile.envelope import ResultEnvelope, parse_envelope
-from domicile.runtime import ModelRuntime
-from domicile.topology import FleetMode
+from domicile.models.datasets import load_digits_splits
+from domicile.models.runtime import ModelRuntime
+from domicile.wire.envelope import ResultEnvelope, parse_envelope
+from domicile.wire.topics import DeviceIdentity
 from tests.conftest import MODELS
 
 TEST = load_digits_splits().test
@@ -94,7 +94,7 @@ def run(runtime, mode, directory, crash_at):
 
     def new_device() -> EdgeDevice:
         forward = StoreAndForward(link, CrashingSpool(directory), write_ahead=True)
-        return EdgeDevice(IDENTITY, runtime, "digits-edge", mode, forward, threshold=0.9, clock=clock)
+        return EdgeDevice(IDENTITY, mode, forward, EdgeModel(runtime, "digits-edge", 0.9), clock=clock)
 
     device, position, restarts = new_device(), 0, 0
     while True:
@@ -147,7 +147,9 @@ def test_a_torn_write_is_found_and_discarded_on_restart(runtime, tmp_path):
 def test_without_positions_a_device_keeps_random_ids_and_no_cursor(runtime, tmp_path):
     """The Greengrass component's local input cannot be replayed: no cursor, a fresh id per message."""
     link = Link()
-    device = EdgeDevice(IDENTITY, runtime, "digits-edge", FleetMode.CLOUD_ONLY, StoreAndForward(link, Spool(tmp_path)))
+    device = EdgeDevice(
+        IDENTITY, FleetMode.CLOUD_ONLY, StoreAndForward(link, Spool(tmp_path)), EdgeModel(runtime, "digits-edge")
+    )
     device.infer(["same"], TEST.x[:1])
     device.infer(["same"], TEST.x[:1])
     first, second = (parse_envelope(p) for p in link.sent)

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from domicile.aggregation import delta_of
-from domicile.datasets import load_digits_splits
-from domicile.drift import BINS, InputBaseline, psi, statistic
-from domicile.envelope import CaseResult, ModelRef, ResultEnvelope, ResultPayload
-from domicile.manifest import load_manifest
-from domicile.sim.devices import drift
+from domicile.cloud.aggregation import delta_of
+from domicile.models.datasets import load_digits_splits
+from domicile.models.drift import BINS, InputBaseline, psi, statistic
+from domicile.models.registry import load_manifest
+from domicile.wire.envelope import CaseResult, ModelRef, ResultEnvelope, ResultPayload
+from domicile_local.sim.devices import drift
 from tests.conftest import MODELS
 
 SPLITS = load_digits_splits()

@@ -6,16 +6,16 @@ import shutil
 import numpy as np
 import pytest
 
-from domicile.datasets import load_digits_splits
-from domicile.edge.device import EdgeDevice
+from domicile.config.topology import FleetMode
+from domicile.edge.device import EdgeDevice, EdgeModel
 from domicile.edge.forward import StoreAndForward
-from domicile.edge.packer import IOT_METERING_UNIT
+from domicile.edge.packer import IOT_METERING_UNIT, PackingLimits
 from domicile.edge.spool import Spool
-from domicile.edge.topics import DeviceIdentity, topic_filter
-from domicile.envelope import EscalateEnvelope, ResultEnvelope, parse_envelope
 from domicile.errors import ConfigError, ModelIntegrityError
-from domicile.runtime import ModelRuntime
-from domicile.topology import FleetMode
+from domicile.models.datasets import load_digits_splits
+from domicile.models.runtime import ModelRuntime
+from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, parse_envelope
+from domicile.wire.topics import DeviceIdentity, topic_filter
 from tests.conftest import MODELS
 
 TEST = load_digits_splits().test
@@ -46,12 +46,13 @@ def runtime():
     return ModelRuntime(MODELS)
 
 
-def make(runtime, mode, tmp_path, **kwargs):
+def make(runtime, mode, tmp_path, threshold=None, **kwargs):
     recorder = Recorder()
     clock = Clock()
     device = EdgeDevice(
-        IDENTITY, runtime, "digits-edge", mode, StoreAndForward(recorder, Spool(tmp_path)), clock=clock, **kwargs
-    )
+        IDENTITY, mode, StoreAndForward(recorder, Spool(tmp_path)), EdgeModel(runtime, "digits-edge", threshold),
+        clock=clock, **kwargs,
+    )  # fmt: skip
     return device, recorder, clock
 
 
@@ -79,7 +80,7 @@ def test_edge_only_packs_results_under_5kb(runtime, tmp_path):
 
 
 def test_latency_bound_sends_a_partial_envelope(runtime, tmp_path):
-    device, recorder, clock = make(runtime, FleetMode.EDGE_ONLY, tmp_path, max_delay_s=1.0)
+    device, recorder, clock = make(runtime, FleetMode.EDGE_ONLY, tmp_path, packing=PackingLimits(max_delay_s=1.0))
     device.infer(ids(3), TEST.x[:3])
     device.tick()
     assert recorder.sent == []
@@ -153,15 +154,14 @@ def test_results_are_compact(runtime, tmp_path):
 
 
 def test_split_mode_sends_each_case_as_the_heads_activation_on_the_split_topic(tmp_path):
-    from domicile.envelope import SplitEnvelope
-    from domicile.split.model import DEFAULT_DIR as SPLIT_DIR
+    from domicile.config.project import split_dir
     from domicile.split.runtime import SplitHead, SplitTail
+    from domicile.wire.envelope import SplitEnvelope
 
-    head = SplitHead(SPLIT_DIR, "hidden1", "float16")
+    head = SplitHead(split_dir(), "hidden1", "float16")
     identity = DeviceIdentity("hamburg-lab-0", "hamburg-lab", "eu", "eu-central-1")
     recorder = Recorder()
-    device = EdgeDevice(identity, None, "digits-deep", FleetMode.SPLIT, StoreAndForward(recorder, Spool(tmp_path)),
-                        split=head)  # fmt: skip
+    device = EdgeDevice(identity, FleetMode.SPLIT, StoreAndForward(recorder, Spool(tmp_path)), head)
     decisions = device.infer([f"c{i}" for i in range(20)], TEST.x[:20])
     device.close()
     assert all(d["split"] and not d["escalated"] for d in decisions)
@@ -171,7 +171,7 @@ def test_split_mode_sends_each_case_as_the_heads_activation_on_the_split_topic(t
     splits = [e for _, e, _ in sent if isinstance(e, SplitEnvelope)]
     assert [e.payload.case_id for e in splits] == [f"c{i}" for i in range(20)]
     assert all(e.model == head.model_ref and e.payload.dtype == "float16" for e in splits)
-    answers = SplitTail(SPLIT_DIR, "hidden1").answer(splits)  # what the cloud makes of them
+    answers = SplitTail(split_dir(), "hidden1").answer(splits)  # what the cloud makes of them
     assert np.mean([a.payload.labels[0] == str(y) for a, y in zip(answers, TEST.y[:20], strict=True)]) >= 0.9
 
 

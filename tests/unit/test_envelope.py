@@ -3,8 +3,8 @@ import uuid
 
 import pytest
 
-from domicile.envelope import EscalateEnvelope, ResultEnvelope, ResultPayload, parse_envelope, result_message_id
 from domicile.errors import InputError
+from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, ResultPayload, parse_envelope, result_message_id
 
 SHA = "a" * 64
 

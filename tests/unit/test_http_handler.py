@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from domicile.datasets import load_digits_splits
+from domicile.models.datasets import load_digits_splits
 from functions.inference import http_api
 from tests.conftest import load_event
 

@@ -13,11 +13,17 @@ import zipfile
 
 import pytest
 
-from domicile.sim.greengrass import ConflictException, DeploymentDocument, DeploymentFailed, GreengrassCloud, LocalCore
-from domicile.sim.greengrass.authorization import MQTT_PROXY, Authorizer, Unauthorized, topic_matches
-from domicile.sim.greengrass.core import RouterRefused
-from domicile.sim.greengrass.interpolation import Interpolator, merge
-from domicile.sim.greengrass.semver import satisfies
+from domicile_local.greengrass import (
+    ConflictException,
+    DeploymentDocument,
+    DeploymentFailed,
+    GreengrassCloud,
+    LocalCore,
+)
+from domicile_local.greengrass.authorization import MQTT_PROXY, Authorizer, Unauthorized, topic_matches
+from domicile_local.greengrass.core import RouterRefused
+from domicile_local.greengrass.interpolation import Interpolator, merge
+from domicile_local.greengrass.semver import satisfies
 
 NUCLEUS_PIN = {"aws.greengrass.Nucleus": {"version": "2.16.1", "merge": {"interpolateComponentConfiguration": True}}}
 

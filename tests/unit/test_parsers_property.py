@@ -13,10 +13,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domicile.envelope import parse_envelope
 from domicile.errors import InputError
-from domicile.manifest import load_manifest
-from domicile.oip import decode_infer_request
+from domicile.models.registry import load_manifest
+from domicile.wire.envelope import parse_envelope
+from domicile.wire.oip import decode_infer_request
 from tests.conftest import MODELS, load_event
 
 ENTRY = load_manifest(MODELS).models["digits-cloud"]

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
+from domicile.config.project import topology_file
+from domicile.config.topology import load_topology, parse_topology
 from domicile.errors import ConfigError, ModelIntegrityError
-from domicile.manifest import load_manifest
-from domicile.modelbuild import build_all
-from domicile.registry import Stage, listing, promote, rollback
-from domicile.runtime import ModelRuntime
-from domicile.topology import DEFAULT_TOPOLOGY, load_topology, parse_topology
+from domicile.models.build import build_all
+from domicile.models.lifecycle import Stage, listing, promote, rollback
+from domicile.models.registry import load_manifest
+from domicile.models.runtime import ModelRuntime
 from tests.conftest import MODELS
 
 TOPOLOGY = load_topology()
@@ -97,7 +98,7 @@ def test_a_file_that_does_not_hash_to_the_registry_is_never_promoted(registry):
 
 
 def test_a_model_not_allowed_where_the_topology_runs_it_is_never_promoted(registry, tmp_path):
-    doc = tomllib.loads(DEFAULT_TOPOLOGY.read_text())
+    doc = tomllib.loads(topology_file().read_text())
     eu_only = copy.deepcopy(doc)
     eu_only["models"]["digits-cloud"]["jurisdictions"] = ["eu"]
     del eu_only["fleets"]["virginia-plant"]
@@ -122,11 +123,11 @@ def test_a_registry_whose_stages_name_a_missing_version_is_refused(registry):
 
 
 def _device(registry: Path, tmp_path: Path) -> Any:
-    from domicile.edge.device import EdgeDevice
+    from domicile.config.topology import FleetMode
+    from domicile.edge.device import EdgeDevice, EdgeModel
     from domicile.edge.forward import StoreAndForward
     from domicile.edge.spool import Spool
-    from domicile.edge.topics import DeviceIdentity
-    from domicile.topology import FleetMode
+    from domicile.wire.topics import DeviceIdentity
 
     class Recorder:
         def __init__(self) -> None:
@@ -139,13 +140,13 @@ def _device(registry: Path, tmp_path: Path) -> Any:
             pass
 
     identity = DeviceIdentity("munich-line-0", "munich-line", "eu", "eu-central-1")
-    return EdgeDevice(identity, ModelRuntime(registry), "digits-edge", FleetMode.EDGE_ONLY,
-                      StoreAndForward(Recorder(), Spool(tmp_path / "spool")))  # fmt: skip
+    return EdgeDevice(identity, FleetMode.EDGE_ONLY, StoreAndForward(Recorder(), Spool(tmp_path / "spool")),
+                      EdgeModel(ModelRuntime(registry), "digits-edge"))  # fmt: skip
 
 
 def test_a_device_that_cannot_load_the_new_model_keeps_serving_the_previous_one_and_says_so(registry, tmp_path):
-    from domicile.datasets import load_digits_splits
-    from domicile.envelope import parse_envelope
+    from domicile.models.datasets import load_digits_splits
+    from domicile.wire.envelope import parse_envelope
 
     promote(registry, "digits-edge", "1.1.0", Stage.CANARY, TOPOLOGY)
     assert _device(registry, tmp_path / "a").model_ref.version == "1.1.0"  # the canary loads: it serves

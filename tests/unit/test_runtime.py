@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from domicile.errors import InputError, ModelIntegrityError, ModelNotFoundError
-from domicile.runtime import ModelRuntime
-from domicile.validation import features_matrix
+from domicile.models.runtime import ModelRuntime
+from domicile.models.validation import features_matrix
 from tests.conftest import MODELS
 
 ROW = [0.0] * 64
@@ -24,7 +24,7 @@ def test_one_session_per_model_reused(runtime):
 
 
 def test_batch_predictions_equal_row_by_row(runtime):
-    from domicile.datasets import load_digits_splits
+    from domicile.models.datasets import load_digits_splits
 
     x = load_digits_splits().test.x[:20]
     batch = runtime.predict("digits-cloud", x)

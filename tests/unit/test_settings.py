@@ -1,24 +1,64 @@
+"""Each function's settings: only what it reads, refused at init with the variable's name."""
+
 import pytest
 
+from domicile.config.settings import (
+    AggregateSettings,
+    EscalateSettings,
+    HttpSettings,
+    S3BatchSettings,
+    SplitTailSettings,
+    SqsBatchSettings,
+    load_settings,
+)
 from domicile.errors import ConfigError
-from domicile.local_invoke import environment
-from domicile.settings import load_inference_settings
+from domicile_local.invoke import environment
 
 
 def test_missing_variable_is_named(monkeypatch):
     monkeypatch.delenv("DEFAULT_MODEL")
     with pytest.raises(ConfigError, match="environment variable DEFAULT_MODEL is not set"):
-        load_inference_settings()
+        load_settings(HttpSettings)
 
 
 def test_invalid_variable_is_named():
     with environment({"MAX_BODY_BYTES": "lots"}), pytest.raises(ConfigError, match="MAX_BODY_BYTES is invalid"):
-        load_inference_settings()
+        load_settings(HttpSettings)
 
 
 def test_typed_values():
     with environment({"MAX_BODY_BYTES": "2048"}):
-        settings = load_inference_settings()
+        settings = load_settings(HttpSettings)
     assert settings.max_body_bytes == 2048
     assert settings.aws_region == "eu-central-1"
     assert settings.model_dir.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("kind", "variable"),
+    [
+        (SqsBatchSettings, "RESULTS_QUEUE_URL"),
+        (SqsBatchSettings, "QUARANTINE_BUCKET"),
+        (EscalateSettings, "RESULTS_QUEUE_URL"),
+        (SplitTailSettings, "SPLIT_CUT"),
+        (AggregateSettings, "AGGREGATES_TABLE"),
+    ],
+)
+def test_each_function_refuses_at_init_what_it_needs_and_lacks(monkeypatch, kind, variable):
+    monkeypatch.setenv("RESULTS_QUEUE_URL", "https://sqs.eu-central-1.amazonaws.com/123456789012/results")
+    monkeypatch.setenv("QUARANTINE_BUCKET", "bucket")
+    monkeypatch.setenv("SPLIT_CUT", "hidden1")
+    monkeypatch.setenv("AGGREGATES_TABLE", "aggregates")
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "idempotency")
+    monkeypatch.setenv("ARCHIVE_BUCKET", "bucket")
+    load_settings(kind)  # all there: it loads
+    monkeypatch.delenv(variable)
+    with pytest.raises(ConfigError, match=f"^environment variable {variable} is not set$"):
+        load_settings(kind)
+
+
+def test_a_function_does_not_need_what_only_another_reads(monkeypatch):
+    for variable in ("RESULTS_QUEUE_URL", "QUARANTINE_BUCKET", "SPLIT_CUT"):
+        monkeypatch.delenv(variable, raising=False)
+    assert load_settings(HttpSettings).max_batch_rows > 0
+    assert load_settings(S3BatchSettings).input_prefix == "incoming/"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from domicile.sim.rules import LocalRule, UnsupportedRule, parse_sql, rules_of, run_rule
+from domicile_local.sim.rules import LocalRule, UnsupportedRule, parse_sql, rules_of, run_rule
 
 TOPIC = "domicile/eu/munich-line/munich-line-0/result"
 

@@ -9,30 +9,35 @@ import sys
 import numpy as np
 import pytest
 
-from domicile.datasets import load_digits_splits
-from domicile.envelope import Encoding
+from domicile.config.project import split_dir
 from domicile.errors import ConfigError
+from domicile.models.datasets import load_digits_splits
 from domicile.split.codec import ENCODINGS, decode, encode
-from domicile.split.model import CUTS, DEFAULT_DIR, INPUT, build, load_split_manifest, upscale
+from domicile.split.model import CUTS, INPUT, load_split_manifest, upscale
 from domicile.split.partition import Parts, check_equivalence, split_at
 from domicile.split.planner import IOT_MAX_PAYLOAD, NETWORKS, Network, choose, options
 from domicile.split.profile import ModelProfile, envelope_bytes
-from tests.conftest import ROOT
+from domicile.wire.envelope import Encoding
+from tests.conftest import ROOT, run_cli
+
+SPLIT_DIR = split_dir()
 
 MANIFEST = load_split_manifest()
-WHOLE = (DEFAULT_DIR / MANIFEST.model.file).read_bytes()
+WHOLE = (SPLIT_DIR / MANIFEST.model.file).read_bytes()
 PIXELS = upscale(load_digits_splits(MANIFEST.seed).test.x)
 
 
 def test_committed_files_match_the_manifest():
     assert hashlib.sha256(WHOLE).hexdigest() == MANIFEST.model.sha256
     for key, part in MANIFEST.parts.items():
-        assert hashlib.sha256((DEFAULT_DIR / part.file).read_bytes()).hexdigest() == part.sha256, key
+        assert hashlib.sha256((SPLIT_DIR / part.file).read_bytes()).hexdigest() == part.sha256, key
 
 
 @pytest.mark.slow
 def test_same_seed_rebuilds_byte_identical_model(tmp_path):
-    rebuilt = build(tmp_path, seed=MANIFEST.seed)
+    done = run_cli("split", "build", "--seed", str(MANIFEST.seed), "--out", str(tmp_path))  # a fresh interpreter
+    assert done.returncode == 0, done.stdout + done.stderr
+    rebuilt = load_split_manifest(tmp_path)
     assert rebuilt.model.sha256 == MANIFEST.model.sha256
     assert rebuilt.test_accuracy == MANIFEST.test_accuracy
 
@@ -144,7 +149,7 @@ def test_factors_must_be_positive_naming_the_field():
 
 def test_cli_plan_prints_every_cut_and_the_choice():
     result = subprocess.run(
-        [sys.executable, "-m", "domicile.cli", "split", "plan", "--network", "3g", "--device-factor", "100"],
+        [sys.executable, "-m", "domicile_local.cli", "split", "plan", "--network", "3g", "--device-factor", "100"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -1,11 +1,11 @@
 """The spool: durable once acknowledged, in order, bounded; crashes lose nothing acknowledged."""
 
-import json
 import os
+import random
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -115,12 +115,21 @@ def _check(tmp_path, acked):
 def test_kill_at_a_random_moment_loses_nothing_acknowledged(tmp_path):
     script = WRITER.format(root=str(ROOT), path=str(tmp_path / "spool"))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate()
-    acked = _acknowledged(out)
-    assert acked, "the writer acknowledged nothing before the kill"
-    _check(tmp_path, acked)
+    moment = random.randint(10, 300)  # the kill comes after this many acknowledged writes, mid-write of the next
+    watchdog = threading.Timer(120, proc.kill)  # the deadline: a writer that stalls is killed, and the test fails
+    watchdog.start()
+    try:
+        seen = []
+        for line in proc.stdout or ():
+            seen.append(line)
+            if len(seen) >= moment:
+                break
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+    assert len(seen) >= moment, f"the writer acknowledged {len(seen)} writes before its deadline, not {moment}"
+    _check(tmp_path, _acknowledged("".join(seen) + out))
 
 
 def test_crash_between_fsync_and_rename(tmp_path):
@@ -179,4 +188,4 @@ def test_crash_during_replay_delivers_at_least_once(tmp_path):
     again.replay()
     payloads = [p for _, p in transport.sent]
     assert payloads == [b"0", b"0", b"1", b"2"]  # one duplicate, nothing lost, order kept
-    assert json.dumps(again.stats.as_dict())
+    assert again.stats.as_dict() == {"published": 0, "spooled": 0, "replayed": 3} and len(Spool(tmp_path)) == 0

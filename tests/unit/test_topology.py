@@ -3,10 +3,11 @@ import tomllib
 
 import pytest
 
+from domicile.config.project import topology_file
+from domicile.config.topology import FleetMode, ModelRole, load_topology, parse_topology
 from domicile.errors import ConfigError
-from domicile.topology import DEFAULT_TOPOLOGY, FleetMode, ModelRole, load_topology, parse_topology
 
-VALID = tomllib.loads(DEFAULT_TOPOLOGY.read_text())
+VALID = tomllib.loads(topology_file().read_text())
 
 
 def test_shipped_topology_loads():

@@ -10,7 +10,6 @@ device's outage. The two core transports also refuse what a real core refuses.
 
 import importlib
 import sys
-import time
 
 import pytest
 
@@ -21,23 +20,15 @@ from domicile.edge.transport import (
     TransportRefused,
     TransportUnavailable,
 )
-from domicile.sim.greengrass import LocalCore
-from domicile.sim.greengrass.ipc import IpcServer
-from tests.conftest import ROOT
+from domicile_local.greengrass import LocalCore
+from domicile_local.greengrass.ipc import IpcServer
+from tests.conftest import ROOT, wait_until
 
 FAKE_RUNTIME = ROOT / "tests" / "fakes" / "greengrass"
 ROUTER_ARN = "arn:aws:lambda:eu-central-1:123456789012:function:GGRouter"
 THING = "munich-line-0"
 TOPIC = f"domicile/eu/munich-line/{THING}/result"  # what munich-line's deployment lets this device publish
 EDGE = "com.domicile.edge.munich-line"
-
-
-def _wait(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout} s")
-        time.sleep(0.05)
 
 
 class MqttSide:
@@ -116,7 +107,7 @@ def side(request, broker, tmp_path, monkeypatch):
         made = GreengrassSide(broker, tmp_path, request.getfixturevalue("greengrass_cloud"), monkeypatch)
     else:
         made = IpcSide(broker, tmp_path, request.getfixturevalue("generic_cloud"))
-    _wait(lambda: made.link.connected, 10, "the device's link did not connect")
+    wait_until(lambda: made.link.connected, 10, "the device's link did not connect")
     yield made
     made.transport.close()
     if isinstance(made, CoreSide):
@@ -129,7 +120,7 @@ def core_side(request, broker, tmp_path, monkeypatch):
         made: CoreSide = GreengrassSide(broker, tmp_path, request.getfixturevalue("greengrass_cloud"), monkeypatch)
     else:
         made = IpcSide(broker, tmp_path, request.getfixturevalue("generic_cloud"))
-    _wait(lambda: made.link.connected, 10, "the core's link did not connect")
+    wait_until(lambda: made.link.connected, 10, "the core's link did not connect")
     yield made
     made.transport.close()
     made.close()
@@ -149,12 +140,12 @@ def test_messages_arrive_in_order(side, subscriber):
 
 def test_down_link_raises_and_recovers(side, subscriber):
     side.broker.stop()
-    _wait(lambda: not side.link.connected, 10, "the link did not notice the broker going")
+    wait_until(lambda: not side.link.connected, 10, "the link did not notice the broker going")
     with pytest.raises(TransportUnavailable) as raised:
         side.transport.publish(TOPIC, b"lost?")
     assert not isinstance(raised.value, TransportRefused)  # an outage, to be retried
     side.broker.start()
-    _wait(lambda: side.link.connected, 15, "the link did not reconnect")
+    wait_until(lambda: side.link.connected, 15, "the link did not reconnect")
     side.transport.publish(TOPIC, b"back")
     subscriber.wait_subscribed()
 

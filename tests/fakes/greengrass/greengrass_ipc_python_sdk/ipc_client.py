@@ -1,4 +1,4 @@
-"""The runtime's IPC client, posting work to a local Greengrass core (domicile.sim.greengrass).
+"""The runtime's IPC client, posting work to a local Greengrass core (domicile_local.greengrass).
 
 For the router ARN (greengrasssdk's `publish()`), the work goes to the core's legacy subscription
 router: `route(source, subject, payload)`, with the source function ARN and subject that

@@ -1,0 +1,63 @@
+"""Where a project keeps its topology and its model registry.
+
+As the CDK CLI finds `cdk.json`, domicile looks in the working directory: a `domicile.toml` and a
+`models/` folder there are the user's project. Outside a project, the package's embedded defaults
+(the digits topology and registry, shipped as the `domicile_defaults` package data) are used, so an
+installed `domicile` works in any folder. `$DOMICILE_TOPOLOGY` and `$DOMICILE_MODELS` override both.
+Nothing here looks at the source tree: Lambda handlers and edge components get their paths from
+their settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from domicile.errors import ConfigError
+
+TOPOLOGY_FILE = "domicile.toml"
+MODELS_DIR = "models"
+MANIFEST_FILE = "manifest.json"
+SPLIT_DIR = "split"
+TOPOLOGY_ENV = "DOMICILE_TOPOLOGY"
+MODELS_ENV = "DOMICILE_MODELS"
+EMBEDDED_PACKAGE = "domicile_defaults"
+
+
+def embedded_root() -> Path:
+    """The folder of the embedded defaults (in the wheel; the checkout itself in an editable install)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        if (Path(location) / TOPOLOGY_FILE).is_file():
+            return Path(location)
+    raise ConfigError(
+        f"no {TOPOLOGY_FILE} here and the embedded defaults ({EMBEDDED_PACKAGE}) are not installed; "
+        f"run in a project folder or set {TOPOLOGY_ENV} and {MODELS_ENV}"
+    )
+
+
+def topology_file(explicit: Path | str | None = None) -> Path:
+    """The topology to read: the given file, $DOMICILE_TOPOLOGY, ./domicile.toml, or the embedded one."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(TOPOLOGY_ENV):
+        return Path(os.environ[TOPOLOGY_ENV])
+    local = Path.cwd() / TOPOLOGY_FILE
+    return local if local.is_file() else embedded_root() / TOPOLOGY_FILE
+
+
+def registry_dir(explicit: Path | str | None = None) -> Path:
+    """The model registry folder: the given one, $DOMICILE_MODELS, ./models, or the embedded one."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV])
+    local = Path.cwd() / MODELS_DIR
+    return local if (local / MANIFEST_FILE).is_file() else embedded_root() / MODELS_DIR
+
+
+def split_dir(model_dir: Path | str | None = None) -> Path:
+    """Where the split model and its parts live: `split/` inside the registry folder."""
+    return registry_dir(model_dir) / SPLIT_DIR

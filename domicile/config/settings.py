@@ -1,0 +1,102 @@
+"""Each function's settings: its environment variables, parsed once at init into a typed object.
+
+One class per entry point, each declaring only what that function reads, so a missing variable is
+refused at init with its name (`environment variable RESULTS_QUEUE_URL is not set`), never at the
+first request. The classes share bases for what several functions have in common.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domicile.errors import ConfigError
+
+_PREFIX = r"^[A-Za-z0-9!_.*'()/-]+/$"  # an S3 key prefix ending in '/'
+
+
+class FunctionSettings(BaseSettings):
+    """What every function of a regional stack knows: where it runs, and whose data it may touch."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    aws_region: str
+    jurisdiction: str
+    allowed_regions: str = ""  # comma-separated regions of the jurisdiction (default: this region)
+
+
+class InferenceSettings(FunctionSettings):
+    """Every inference entry point: the registry it serves from."""
+
+    model_dir: Path
+    default_model: str
+    intra_op_threads: int = Field(default=1, ge=1)
+
+
+class HttpSettings(InferenceSettings):
+    """The OIP v2 entry point (Function URL or HTTP API)."""
+
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_batch_rows: int = Field(default=1024, gt=0)
+
+
+class S3BatchSettings(InferenceSettings):
+    """JSON-lines objects in, results objects out, in the same bucket."""
+
+    input_prefix: str = Field(default="incoming/", pattern=_PREFIX)
+    output_prefix: str = Field(default="results/", pattern=_PREFIX)
+    max_object_bytes: int = Field(default=64 * 1_048_576, gt=0)
+
+
+class AnsweringSettings(InferenceSettings):
+    """Entry points that answer envelopes onto the results queue and quarantine foreign ones in-region."""
+
+    results_queue_url: str
+    quarantine_bucket: str
+
+
+class SqsBatchSettings(AnsweringSettings):
+    """SQS batches of escalations."""
+
+
+class EscalateSettings(AnsweringSettings):
+    """The IoT `escalate` rule's function."""
+
+
+class SplitTailSettings(AnsweringSettings):
+    """The IoT `split` rule's function: the tail of the split model at the deployed cut."""
+
+    split_cut: str
+
+
+class AggregateSettings(FunctionSettings):
+    """The aggregate function."""
+
+    aggregates_table: str
+    idempotency_table: str
+    archive_bucket: str  # also holds the quarantine prefix
+    model_dir: Path | None = None  # the model manifest, for the drift baselines
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+
+
+S = TypeVar("S", bound=FunctionSettings)
+
+
+def _explain(exc: ValidationError) -> ConfigError:
+    problems = []
+    for err in exc.errors():
+        var = str(err["loc"][0]).upper() if err["loc"] else "?"
+        what = "is not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"
+        problems.append(f"environment variable {var} {what}")
+    return ConfigError("; ".join(problems))
+
+
+def load_settings(kind: type[S]) -> S:
+    """`kind` filled from this process's environment, or a ConfigError naming each bad variable."""
+    try:
+        return kind()
+    except ValidationError as exc:
+        raise _explain(exc) from exc

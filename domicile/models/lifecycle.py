@@ -1,0 +1,107 @@
+"""Model lifecycle on the registry (models/manifest.json): list, promote to canary or all, roll back.
+
+A promotion checks what deploying the version would break before it writes anything: the file
+must hash to the registry's sha256, and the model must be allowed in every jurisdiction where the
+topology runs it. The registry only records the decision; `cdk deploy` carries it out (a canary
+through CodeDeploy and Greengrass' staged rollout, then everywhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+
+from domicile.config.topology import FleetMode, ModelRole, Topology
+from domicile.errors import ConfigError, ModelIntegrityError
+from domicile.models.registry import Manifest, ModelEntry, Stages, load_manifest, write_manifest
+
+
+class Stage(StrEnum):
+    CANARY = "canary"
+    ALL = "all"
+
+
+def jurisdictions_running(topology: Topology, entry: ModelEntry) -> set[str]:
+    """Where the topology runs a model of this role: edge models on edge fleets, cloud models in every stack."""
+    if entry.role == ModelRole.EDGE.value:
+        modes = (FleetMode.EDGE_ONLY, FleetMode.HYBRID)
+        return {f.jurisdiction for f in topology.fleets.values() if f.mode in modes}
+    return {f.jurisdiction for f in topology.fleets.values()}
+
+
+def check_deployable(model_dir: Path, entry: ModelEntry, topology: Topology) -> None:
+    path = model_dir / entry.file
+    if not path.exists():
+        raise ConfigError(f"models.{entry.name} {entry.version}: {path} does not exist")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != entry.sha256:
+        raise ModelIntegrityError(
+            f"models.{entry.name} {entry.version}: {path.name} has sha256 {actual[:12]}, the registry says "
+            f"{entry.sha256[:12]}; refusing to promote"
+        )
+    outside = sorted(jurisdictions_running(topology, entry) - set(entry.allowed_jurisdictions))
+    if outside:
+        raise ConfigError(
+            f"models.{entry.name} {entry.version}: not allowed in jurisdiction {outside[0]!r}, where the topology "
+            f"runs it (allowed: {', '.join(entry.allowed_jurisdictions)})"
+        )
+
+
+def promote(model_dir: Path, name: str, version: str, stage: Stage, topology: Topology) -> Manifest:
+    manifest = load_manifest(model_dir)
+    entry = manifest.version(name, version)
+    check_deployable(model_dir, entry, topology)
+    current = manifest.stages[name]
+    if stage is Stage.CANARY:
+        if version == current.live:
+            raise ConfigError(f"models.{name}: {version} is already live; a canary must be another version")
+        updated = current.model_copy(update={"canary": version})
+    elif version == current.live:
+        updated = current.model_copy(update={"canary": None})  # confirming what already serves: nothing moves
+    else:
+        updated = Stages(live=version, canary=None, history=(*current.history, current.live))
+    return _save(manifest, model_dir, name, updated)
+
+
+def rollback(model_dir: Path, name: str) -> tuple[Manifest, str]:
+    """Withdraw the canary if there is one, else go back to the previous live version."""
+    manifest = load_manifest(model_dir)
+    if name not in manifest.stages:
+        raise ConfigError(f"models.{name}: no such model; known: {', '.join(sorted(manifest.stages))}")
+    current = manifest.stages[name]
+    if current.canary:
+        updated = current.model_copy(update={"canary": None})
+        said = f"{name}: canary {current.canary} withdrawn; {current.live} serves everywhere"
+    elif current.history:
+        updated = Stages(live=current.history[-1], history=current.history[:-1])
+        said = f"{name}: rolled back from {current.live} to {updated.live}"
+    else:
+        raise ConfigError(f"models.{name}: nothing to roll back to ({current.live} is live and has no predecessor)")
+    return _save(manifest, model_dir, name, updated), said
+
+
+def _save(manifest: Manifest, model_dir: Path, name: str, stages: Stages) -> Manifest:
+    updated = Manifest(versions=manifest.versions, stages={**manifest.stages, name: stages})
+    write_manifest(updated, model_dir)
+    return updated
+
+
+def stage_of(manifest: Manifest, name: str, version: str) -> str:
+    stages = manifest.stages[name]
+    if version == stages.live:
+        return "live"
+    if version == stages.canary:
+        return "canary"
+    return "previous" if version in stages.history else "not promoted"
+
+
+def listing(manifest: Manifest) -> list[tuple[str, ...]]:
+    """One row per version: name, version, stage, sha256, size, test accuracy, jurisdictions."""
+    rows: list[tuple[str, ...]] = []
+    for name, versions in sorted(manifest.versions.items()):
+        for version, entry in sorted(versions.items()):
+            stage = stage_of(manifest, name, version)
+            rows.append((name, version, stage, entry.sha256[:12], f"{entry.size_bytes:,}",
+                         f"{entry.metrics.test_accuracy:.4f}", ",".join(entry.allowed_jurisdictions)))  # fmt: skip
+    return rows

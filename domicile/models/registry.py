@@ -1,0 +1,134 @@
+"""The model registry (models/manifest.json): every version of every model, and which one is deployed.
+
+Per model: its versions (each with file, sha256, metrics, training-data fingerprint, drift
+baseline and allowed jurisdictions) and its stages: `live` (served everywhere), an optional
+`canary` (what the next `cdk deploy` rolls out first: CodeDeploy's canary in the cloud, the staged
+Greengrass rollout on devices) and the `history` of earlier live versions that `rollback` returns to.
+Versions are immutable: a rebuild that gives other bytes needs a new version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from domicile.config.project import MANIFEST_FILE, registry_dir
+from domicile.errors import ConfigError
+from domicile.models.drift import InputBaseline
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Frozen):
+    name: str
+    shape: tuple[int, ...]  # -1 marks the batch dimension
+    dtype: str  # numpy dtype name, e.g. "float32"
+
+
+class ModelMetrics(_Frozen):
+    validation_accuracy: float = Field(ge=0, le=1)
+    test_accuracy: float = Field(ge=0, le=1)
+
+
+class EscalationPolicy(_Frozen):
+    """When an edge model hands a case to the cloud: confidence below `threshold`.
+
+    The threshold is the lowest one at which the edge's confident answers reach
+    `confident_accuracy_target` on the validation split (selective classification).
+    """
+
+    threshold: float = Field(ge=0, le=1)
+    confident_accuracy_target: float = Field(ge=0, le=1)
+    validation_confident_accuracy: float = Field(ge=0, le=1)
+    validation_escalation_rate: float = Field(ge=0, le=1)
+
+
+class ModelEntry(_Frozen):
+    name: str
+    version: str
+    role: str
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(gt=0)
+    input: TensorSpec
+    label_output: str
+    probabilities_output: str
+    class_labels: tuple[str, ...]
+    metrics: ModelMetrics
+    allowed_jurisdictions: tuple[str, ...]
+    seed: int
+    training_data_sha256: str
+    description: str = ""
+    escalation: EscalationPolicy | None = None  # edge models only
+    baseline: InputBaseline | None = None  # the training inputs' distribution, for drift (PSI)
+
+    @property
+    def n_features(self) -> int:
+        return self.input.shape[-1]
+
+
+class Stages(_Frozen):
+    live: str
+    canary: str | None = None
+    history: tuple[str, ...] = ()  # earlier live versions, oldest first
+
+    @property
+    def deployed(self) -> str:
+        """What a deployment built from this registry serves (the canary while there is one)."""
+        return self.canary or self.live
+
+
+class Manifest(_Frozen):
+    schema_version: int = 2
+    versions: dict[str, dict[str, ModelEntry]]
+    stages: dict[str, Stages]
+
+    @model_validator(mode="after")
+    def _stages_name_versions(self) -> Manifest:
+        for name, stages in self.stages.items():
+            known = self.versions.get(name, {})
+            for version in (stages.live, stages.canary, *stages.history):
+                if version is not None and version not in known:
+                    raise ValueError(f"stages.{name}: version {version} is not in versions.{name}")
+        missing = set(self.versions) - set(self.stages)
+        if missing:
+            raise ValueError(f"stages: no stages for {', '.join(sorted(missing))}")
+        return self
+
+    @property
+    def models(self) -> dict[str, ModelEntry]:
+        """The deployed version of each model."""
+        return {name: self.versions[name][stages.deployed] for name, stages in sorted(self.stages.items())}
+
+    def get(self, name: str) -> ModelEntry | None:
+        return self.models.get(name)
+
+    def version(self, name: str, version: str) -> ModelEntry:
+        if name not in self.versions:
+            raise ConfigError(f"models.{name}: no such model; known: {', '.join(sorted(self.versions))}")
+        if version not in self.versions[name]:
+            known = ", ".join(sorted(self.versions[name]))
+            raise ConfigError(f"models.{name}: no version {version}; known: {known}")
+        return self.versions[name][version]
+
+
+def load_manifest(model_dir: Path | str | None = None) -> Manifest:
+    path = registry_dir(model_dir) / MANIFEST_FILE
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"model manifest {path} does not exist; run `make models`") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+
+
+def write_manifest(manifest: Manifest, model_dir: Path) -> Path:
+    path = model_dir / MANIFEST_FILE
+    # Sorted keys and a trailing newline keep the file byte-stable across builds.
+    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,117 @@
+"""onnxruntime sessions: one per model per process, loaded only after the sha256 matches."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from domicile.errors import ModelIntegrityError, ModelNotFoundError
+from domicile.models.registry import Manifest, ModelEntry, load_manifest
+from domicile.models.validation import features_matrix
+
+
+@dataclass(frozen=True)
+class Predictions:
+    model: ModelEntry
+    labels: NDArray[np.int64]
+    probabilities: NDArray[np.float32]
+
+    @property
+    def confidence(self) -> NDArray[np.float32]:
+        return np.asarray(self.probabilities.max(axis=1), dtype=np.float32)
+
+    def row(self, i: int) -> dict[str, Any]:
+        label = int(self.labels[i])
+        return {
+            "label": self.model.class_labels[label],
+            "confidence": round(float(self.probabilities[i].max()), 6),
+        }
+
+
+def verified_model_bytes(path: Path, expected_sha256: str) -> bytes:
+    """Read a model file and return its bytes only if they hash to the expected digest."""
+    blob = path.read_bytes()
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != expected_sha256:
+        raise ModelIntegrityError(
+            f"refusing to load {path.name}: sha256 {actual} does not match the manifest's {expected_sha256}"
+        )
+    return blob
+
+
+class ModelRuntime:
+    """Serves the models of one manifest; sessions are created on first use and then reused."""
+
+    def __init__(self, model_dir: Path, manifest: Manifest | None = None, intra_op_threads: int = 1) -> None:
+        self.model_dir = Path(model_dir)
+        self.manifest = manifest or load_manifest(self.model_dir)
+        self._options = ort.SessionOptions()
+        self._options.intra_op_num_threads = intra_op_threads
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+        self._pinned: dict[str, ModelEntry] = {}  # a name served by another version than the deployed one
+
+    def entry(self, name: str) -> ModelEntry:
+        entry = self._pinned.get(name) or self.manifest.get(name)
+        if entry is None:
+            raise ModelNotFoundError(name, list(self.manifest.models))
+        return entry
+
+    def load_or_fall_back(self, name: str) -> str | None:
+        """Load the deployed version; if it will not load, the newest earlier version that does.
+
+        Returns None when the deployed version loaded, else what happened (for the device to report).
+        A device mid-rollout keeps answering with the model it had rather than stopping.
+        """
+        try:
+            self.session(name)
+            return None
+        except (ModelIntegrityError, OSError, RuntimeError) as exc:  # hash mismatch, missing file, ORT load error
+            failed, reason = self.entry(name), f"{type(exc).__name__}: {exc}"
+        stages = self.manifest.stages[name]
+        earlier = ([stages.live] if stages.canary else []) + list(reversed(stages.history))
+        for version in earlier:
+            self._pinned[name] = self.manifest.versions[name][version]
+            try:
+                self.session(name)
+            except (ModelIntegrityError, OSError, RuntimeError):
+                continue
+            return f"{name} {failed.version} failed to load ({reason}); serving {version}"
+        self._pinned.pop(name, None)
+        raise ModelIntegrityError(f"{name} {failed.version} failed to load and no earlier version loads: {reason}")
+
+    def session(self, name: str) -> ort.InferenceSession:
+        session = self._sessions.get(name)
+        if session is None:
+            with self._lock:
+                session = self._sessions.get(name)
+                if session is None:
+                    entry = self.entry(name)
+                    # Hash and load the same bytes, so the file cannot change in between.
+                    blob = verified_model_bytes(self.model_dir / entry.file, entry.sha256)
+                    session = ort.InferenceSession(blob, self._options, providers=["CPUExecutionProvider"])
+                    self._sessions[name] = session
+        return session
+
+    def warm(self, *names: str) -> None:
+        for name in names or tuple(self.manifest.models):
+            self.session(name)
+
+    def predict(self, name: str, features: Any, field: str = "features") -> Predictions:
+        """Validate `features` for model `name` and run them in one vectorized call."""
+        entry = self.entry(name)
+        matrix = features_matrix(features, entry.n_features, field)
+        return self.run(entry, matrix)
+
+    def run(self, entry: ModelEntry, matrix: NDArray[np.float32]) -> Predictions:
+        labels, probabilities = self.session(entry.name).run(
+            [entry.label_output, entry.probabilities_output], {entry.input.name: matrix}
+        )
+        return Predictions(entry, np.asarray(labels), np.asarray(probabilities, dtype=np.float32))

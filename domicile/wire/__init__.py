@@ -1,0 +1,1 @@
+"""Wire formats: envelopes, the Open Inference Protocol, MQTT topics and aggregate keys."""

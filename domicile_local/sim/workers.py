@@ -1,0 +1,186 @@
+"""Lambda workers: each function of the templates runs its real handler in its own process.
+
+Like a Lambda execution environment: the function's resolved environment, its asset folder on the
+path for our code (third-party packages come from this machine's environment, since the asset holds
+wheels for Lambda's CPU), one invocation at a time, the module initialised once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from domicile_local.sim.assembly import SIM_VISIBILITY_S, Function
+
+# The templates keep a queue's visibility timeout at 6x its consumer's timeout; so does the local run.
+SIM_FUNCTION_TIMEOUT_S = SIM_VISIBILITY_S / 6
+CRASH_EXIT_CODE = 70
+MIN_SPLIT_BATCH = 2  # --fault aggregate-crash: a batch this big or bigger dies after writing half
+
+
+@dataclass(frozen=True)
+class WorkerFaults:
+    """Faults injected at the AWS SDK boundary of one function (`domicile simulate --fault`)."""
+
+    write_error_every: int = 0  # one envelope in N: its first DynamoDB transaction fails, as a throttled write does
+    crash_mid_batch: int = 0  # the process dies right after writing half of a batch, this many times
+
+
+def _install_faults(faults: WorkerFaults, state: dict[str, int]) -> None:
+    """botocore event hooks on the default session, so every client the handler creates carries them."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    boto3.setup_default_session()
+    events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
+    failed: set[str] = set()  # a transient error: each chosen envelope fails once, its retry goes through
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        marker = str(params["TransactItems"][0]["Put"]["Item"]["pk"]["S"])  # msg#<envelope id>
+        chosen = int(hashlib.sha256(marker.encode()).hexdigest(), 16) % max(faults.write_error_every, 1) == 0
+        if faults.write_error_every and chosen and marker not in failed:
+            failed.add(marker)
+            print(json.dumps({"fault": "write-error", "marker": marker}), flush=True)
+            error = {"Error": {"Code": "InternalServerError", "Message": "injected by domicile simulate --fault"}}
+            raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
+
+    def after(**_: Any) -> None:
+        state["written"] += 1
+        if state["crashes_left"] > 0 and state["written"] == state["half"]:
+            print(json.dumps({"fault": "crash", "after_writes": state["written"]}), flush=True)
+            os._exit(CRASH_EXIT_CODE)  # as an out-of-memory kill: no response, no clean-up
+
+    events.register("before-parameter-build.dynamodb.TransactWriteItems", before)
+    events.register("after-call.dynamodb.TransactWriteItems", after)
+
+
+def _worker_main(
+    handler: str, asset_dir: str, env: dict[str, str], conn: Connection, log_path: str, faults: WorkerFaults
+) -> None:
+    os.environ.update(env)
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115  (lives as long as the worker)
+    sys.stdout = sys.stderr = log
+    state = {"written": 0, "half": 0, "crashes_left": faults.crash_mid_batch}
+    if faults != WorkerFaults():
+        _install_faults(faults, state)
+    from domicile_local.invoke import LambdaContext, load_handler
+
+    try:
+        fn = load_handler(handler, Path(asset_dir))  # our code from the asset, as in Lambda
+    except Exception as exc:
+        conn.send(("init-error", f"{type(exc).__name__}: {exc}", 0.0))
+        return
+    conn.send(("ready", None, 0.0))
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        event, function_name = message
+        started = time.perf_counter()
+        records = event.get("Records", []) if isinstance(event, dict) else []
+        state["written"], state["half"] = 0, len(records) // 2 if len(records) >= MIN_SPLIT_BATCH else -1
+        context = LambdaContext(function_name=function_name, region=env.get("AWS_REGION", ""),
+                                aws_request_id=str(uuid.uuid4()), timeout_s=SIM_FUNCTION_TIMEOUT_S)  # fmt: skip
+        try:
+            result = fn(event, context)
+            conn.send(("ok", result, time.perf_counter() - started))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}", time.perf_counter() - started))
+
+
+@dataclass
+class InvokeStats:
+    invocations: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+class LambdaWorker:
+    def __init__(
+        self, function: Function, endpoint: str, log_dir: Path, faults: WorkerFaults | None = None,
+        secret_key: str = "simulation",
+    ) -> None:  # fmt: skip
+        self.function = function
+        self.stats = InvokeStats()
+        self.faults = faults or WorkerFaults()
+        self.crashes = 0  # execution environments that died mid-invocation (and were replaced)
+        self.log_path = log_dir / f"{function.stack}.{function.logical_id}.log"
+        self._env = {
+            **function.environment,
+            "AWS_REGION": function.region,
+            "AWS_DEFAULT_REGION": function.region,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "simulation",
+            "AWS_SECRET_ACCESS_KEY": secret_key,  # a run's own secret: the tests check no log ever shows it
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        """A new execution environment (at first, and after one died)."""
+        faults = replace(self.faults, crash_mid_batch=max(0, self.faults.crash_mid_batch - self.crashes))
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_worker_main,
+            args=(self.function.handler, str(self.function.asset_dir), self._env, child, str(self.log_path), faults),
+            daemon=True,
+            name=f"lambda:{self.function.key}",
+        )
+        self._process.start()
+        self._ready = False
+
+    @property
+    def pid(self) -> int | None:
+        """The current execution environment's process (a new one after a crash)."""
+        return self._process.pid
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        if self._ready:
+            return
+        if not self._conn.poll(timeout):
+            raise RuntimeError(f"{self.function.key}: the handler did not initialise in {timeout}s")
+        status, detail, _ = self._conn.recv()
+        if status != "ready":
+            raise RuntimeError(f"{self.function.key}: init failed: {detail} (see {self.log_path})")
+        self._ready = True
+
+    def invoke(self, event: Any) -> tuple[bool, Any]:
+        """Synchronous invoke: (True, result) or (False, error text)."""
+        with self._lock:
+            self.wait_ready()
+            self._conn.send((event, self.function.name))
+            try:
+                status, detail, seconds = self._conn.recv()
+            except (EOFError, ConnectionError):  # the environment died mid-invocation: Lambda starts a new one
+                self._process.join(5)
+                self.crashes += 1
+                status, detail, seconds = "error", f"Runtime.ExitError: exit code {self._process.exitcode}", 0.0
+                self._start()
+        self.stats.invocations += 1
+        self.stats.seconds += seconds
+        if status != "ok":
+            self.stats.errors += 1
+            return False, detail
+        return True, detail
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.terminate()
