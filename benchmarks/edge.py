@@ -115,9 +115,9 @@ def bench_aggregate(batches: int = 3, batch_size: int = 100) -> dict[str, Any]:
         return rec
 
     with mock_aws():
-        from domicile_local.demo import REGION, _create_tables
+        from domicile_local.demo import REGION, create_aggregation_tables
 
-        _create_tables(REGION)
+        create_aggregation_tables(REGION)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket="domicile-data-eu-central-1", CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
         from functions.aggregate import handler as aggregate

@@ -13,11 +13,13 @@ from typing import Any
 
 from domicile.config.project import registry_dir
 from domicile.errors import ConfigError
-from domicile.wire.keys import RowKind, row_kind
+from domicile.wire.keys import AGGREGATES_KEY, IDEMPOTENCY_KEY, RowKind, row_kind
 from domicile_local.invoke import LambdaContext, environment, load_handler
 from domicile_local.sim.assembly import handler_code, load_stacks
 
 REGION = "eu-central-1"
+AGGREGATES_TABLE = "domicile-aggregates"
+IDEMPOTENCY_TABLE = "domicile-idempotency"
 LINE_WIDTH = 300  # characters of an answer the demo prints
 HTTP_HANDLER = "functions.inference.http_api.handler"
 SQS_HANDLER = "functions.inference.sqs_batch.handler"
@@ -44,19 +46,21 @@ def event_kind(event: Any) -> str:
     raise ValueError("not an HTTP (payload 2.0), IoT rule, SQS or S3 event")
 
 
-def _create_tables(region: str) -> dict[str, str]:
+def create_aggregation_tables(region: str) -> dict[str, str]:
+    """The aggregates and idempotency tables, keyed as the stack declares them; their names as the function's env."""
     import boto3
 
     dynamodb = boto3.client("dynamodb", region_name=region)
-    keys = {"domicile-aggregates": ["pk", "sk"], "domicile-idempotency": ["id"]}
-    for name, attrs in keys.items():
+    tables = {AGGREGATES_TABLE: AGGREGATES_KEY, IDEMPOTENCY_TABLE: IDEMPOTENCY_KEY}
+    for name, key in tables.items():
+        attrs = [a for a in key if a is not None]
         dynamodb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": a, "KeyType": "HASH" if i == 0 else "RANGE"} for i, a in enumerate(attrs)],
             AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attrs],
             BillingMode="PAY_PER_REQUEST",
         )
-    return {"AGGREGATES_TABLE": "domicile-aggregates", "IDEMPOTENCY_TABLE": "domicile-idempotency"}
+    return {"AGGREGATES_TABLE": AGGREGATES_TABLE, "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE}
 
 
 def _print(title: str, body: Any) -> None:
@@ -98,7 +102,7 @@ def run_demo(events_dir: Path, cdk_out: Path, model_dir: Path | None = None) -> 
         results_url = sqs.create_queue(QueueName="domicile-results")["QueueUrl"]
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
         env = {
-            **_create_tables(REGION),
+            **create_aggregation_tables(REGION),
             "ARCHIVE_BUCKET": BUCKET,
             "QUARANTINE_BUCKET": BUCKET,
             "ALLOWED_REGIONS": "eu-central-1,eu-west-1",

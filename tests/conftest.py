@@ -149,24 +149,11 @@ def subscriber(broker: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def tables(aws: None) -> tuple[str, str]:
-    """The aggregates and idempotency tables, as the stack declares them."""
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=AGGREGATES_TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName=IDEMPOTENCY_TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return AGGREGATES_TABLE, IDEMPOTENCY_TABLE
+    """The aggregates and idempotency tables, keyed as the stack declares them (see test_regional_stack)."""
+    from domicile_local.demo import create_aggregation_tables
+
+    names = create_aggregation_tables(REGION)
+    return names["AGGREGATES_TABLE"], names["IDEMPOTENCY_TABLE"]
 
 
 @pytest.fixture(scope="session")

@@ -52,16 +52,21 @@ class PowerCut(BaseException):
     """
 
 
+def tear(path: Path) -> None:
+    """What a power cut mid-write leaves: half the file's bytes on the disk."""
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
 class PowerCutSpool(Spool):
-    """A spool whose next write, once armed, is torn: half its bytes reach the disk, never renamed."""
+    """A spool whose next write, once armed, is torn (`tear`) and never renamed."""
 
     armed = False
 
     def _place(self, tmp: Path, final: Path) -> None:
         if self.armed:
             self.armed = False
-            with open(tmp, "r+b") as handle:
-                handle.truncate(tmp.stat().st_size // 2)
+            tear(tmp)
             raise PowerCut(f"power cut while writing {tmp.name}")
         super()._place(tmp, final)
 

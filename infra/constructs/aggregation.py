@@ -20,6 +20,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from domicile.models.drift import DRIFT_THRESHOLD
+from domicile.wire.keys import AGGREGATES_KEY, AGGREGATES_TTL, IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
 from infra.bundling import python_function_code
 from infra.constructs.nag import suppress_lambda_defaults
 from infra.constructs.storage import function_log_group
@@ -61,10 +62,10 @@ class Aggregation(Construct):
                 removal_policy=RemovalPolicy.RETAIN,
             )
 
-        # Aggregate rows (pk = fleet#device#model, sk = hour) and the per-message "counted" markers.
-        self.aggregates = table("Aggregates", "pk", "sk", "expires_at")
+        # Count and drift rows by hour, and the per-message "counted" markers (domicile.wire.keys).
+        self.aggregates = table("Aggregates", *AGGREGATES_KEY, AGGREGATES_TTL)
         # Powertools Idempotency's records (its default key and TTL attribute names).
-        self.idempotency = table("Idempotency", "id", None, "expiration")
+        self.idempotency = table("Idempotency", *IDEMPOTENCY_KEY, IDEMPOTENCY_TTL)
         NagSuppressions.add_resource_suppressions(
             self.idempotency,
             [

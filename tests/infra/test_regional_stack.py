@@ -175,3 +175,19 @@ def test_asset_fits_lambda_and_holds_code_models_and_arm_wheels(synthesized):
     assert not (asset / "botocore").exists()  # provided by the runtime
     native = list((asset / "onnxruntime" / "capi").glob("onnxruntime_pybind11_state*.so"))
     assert native and "aarch64" in native[0].name
+
+
+def test_the_local_tables_are_keyed_as_the_stack_declares_them(synthesized, tables):
+    """The demo's and the tests' tables (one definition) against the synthesized template's."""
+    import boto3
+
+    _, _, outdir = synthesized
+    template = json.loads((Path(outdir) / f"{regional_stack_name('eu-central-1')}.template.json").read_text())
+    resources = template["Resources"]
+    in_template = {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+    by_kind = {kind: next(p for lid, p in in_template.items() if kind in lid) for kind in ("Aggregates", "Idempotency")}
+    dynamodb = boto3.client("dynamodb", region_name="eu-central-1")
+    for kind, name in zip(("Aggregates", "Idempotency"), tables, strict=True):
+        made = dynamodb.describe_table(TableName=name)["Table"]
+        assert made["KeySchema"] == by_kind[kind]["KeySchema"], kind
+        assert sorted(made["AttributeDefinitions"], key=str) == sorted(by_kind[kind]["AttributeDefinitions"], key=str)

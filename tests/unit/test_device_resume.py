@@ -20,6 +20,7 @@ from domicile.models.datasets import load_digits_splits
 from domicile.models.runtime import ModelRuntime
 from domicile.wire.envelope import ResultEnvelope, parse_envelope
 from domicile.wire.topics import DeviceIdentity
+from domicile_local.sim.devices import tear
 from tests.conftest import MODELS
 
 TEST = load_digits_splits().test
@@ -61,8 +62,7 @@ class CrashingSpool(Spool):
 
     def _place(self, tmp, final):
         if self.crash_at == ("write", self.count.get("write", 0) + 1):
-            with open(tmp, "r+b") as handle:
-                handle.truncate(tmp.stat().st_size // 2)  # half the bytes reached the disk
+            tear(tmp)
         self._tick("write")
         super()._place(tmp, final)
 
