@@ -90,7 +90,7 @@ def bench_simulate() -> dict[str, Any]:
             started = time.monotonic()
             drained = sim.run()
             run_s = time.monotonic() - started
-            report = build_report(sim, run_s, drained, interrupted=False)
+            report = build_report(sim, run_s, drained, interrupted=False).to_json()
             probes = _probe_services(sim, "eu-central-1")
             bare = _bare_model_rate(sim)
         finally:

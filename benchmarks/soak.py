@@ -164,7 +164,7 @@ def soak(max_rate: float, cdk_out: Path, out: Path, seconds: float) -> dict[str,
         started, streamed_s = _stream(sim, sampler)
         drained = sim.drain()
         sampler.stop.set()
-        report = build_report(sim, time.time() - started, drained, interrupted=False)
+        report = build_report(sim, time.time() - started, drained, interrupted=False).to_json()
         latencies = _latencies(sim)
     finally:
         sim.stop()

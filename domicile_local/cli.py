@@ -173,10 +173,10 @@ def _simulate(args: argparse.Namespace) -> int:
         cdk_out=Path(args.cdk_out) if args.cdk_out else None,
     )  # fmt: skip
     report = simulate(topology, options)
-    errors = [error for fleet in report["fleets"] for error in fleet["device_errors"]]
+    errors = [error for fleet in report.fleets for error in fleet.device_errors]
     for error in errors:  # a device its core stopped (a refused publish) fails the run, with the core's reason
         print(f"device error: {error}", file=sys.stderr)
-    return 0 if report["books"]["balanced"] and not report["interrupted"] and not errors else 1
+    return 0 if report.books.balanced and not report.interrupted and not errors else 1
 
 
 def _split_folder(value: str | None) -> Path:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from domicile.config.topology import Topology
-from domicile_local.sim.report import build_report, print_summary, write_report
+from domicile_local.sim.report import Report, build_report, print_summary, write_report
 from domicile_local.sim.runner import SimOptions, Simulation, synthesize
 
 
-def simulate(topology: Topology, options: SimOptions) -> dict[str, Any]:
+def simulate(topology: Topology, options: SimOptions) -> Report:
     from rich.console import Console
 
     console = Console()
@@ -29,7 +29,7 @@ def simulate(topology: Topology, options: SimOptions) -> dict[str, Any]:
         sim.stop()  # moto, the brokers and the workers go, whatever happened
 
 
-def _run(sim: Simulation, topology: Topology, options: SimOptions, console: Any) -> dict[str, Any]:
+def _run(sim: Simulation, topology: Topology, options: SimOptions, console: Any) -> Report:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     interrupted = False
@@ -61,6 +61,6 @@ def _run(sim: Simulation, topology: Topology, options: SimOptions, console: Any)
             drained = False
     seconds = time.monotonic() - started
     report = build_report(sim, seconds, drained, interrupted)
-    paths = write_report(report, sim.out, sim)
+    paths = write_report(report, sim.out)
     print_summary(report, paths)
     return report

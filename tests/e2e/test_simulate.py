@@ -76,7 +76,7 @@ def faulty_run(tmp_path_factory) -> tuple[dict[str, Any], list[str]]:
         restarter.start()
         drained = sim.run()
         restarter.join()
-        report = build_report(sim, 1.0, drained, interrupted=False)
+        report = build_report(sim, 1.0, drained, interrupted=False).to_json()
         report["secret_key"] = sim.secret_key  # for the leak check below; never part of a real report
         return report, restarts
     finally:

@@ -1,0 +1,316 @@
+"""The report's numbers, gathered from a finished run: stores read directly, logs, device counters."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from domicile.wire.keys import RowKind, row_kind
+from domicile_local.sim.report.model import (
+    Books,
+    FaultCounts,
+    FleetDrift,
+    FleetReport,
+    HandlerStage,
+    Report,
+    RuleStage,
+    Stages,
+)
+from domicile_local.sim.runner import Faults, Simulation
+
+_EMF_METRICS = ("DuplicatesSuppressed", "ResidencyViolation", "BadInput", "EnvelopesAggregated", "Escalations")
+
+
+def _cases_in(envelope: Any) -> list[tuple[str, str]]:
+    """(fleet, case id) pairs an envelope (or a wrapper around one) carries."""
+    if not isinstance(envelope, dict):
+        return []
+    if "requestPayload" in envelope:  # a Lambda async failure record
+        return _cases_in(envelope["requestPayload"])
+    if "base64OriginalPayload" in envelope:  # an IoT rule error-action record
+        try:
+            return _cases_in(json.loads(base64.b64decode(envelope["base64OriginalPayload"])))
+        except (ValueError, json.JSONDecodeError):
+            return []
+    payload = envelope.get("payload") or {}
+    fleet = str(envelope.get("fleet", "?"))
+    device = str(envelope.get("device", "?"))
+    if "case_ids" in payload:
+        return [(fleet, f"{device}/{c}") for c in payload["case_ids"]]
+    if "case_id" in payload:
+        return [(fleet, f"{device}/{payload['case_id']}")]
+    return []
+
+
+def _log_records(log_dir: Path) -> list[dict[str, Any]]:
+    """The JSON lines the Lambda workers wrote (Powertools logs and EMF blobs)."""
+    records = []
+    for log in log_dir.glob("*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
+
+
+def _emf_totals(records: list[dict[str, Any]]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for record in records:
+        if "_aws" not in record:
+            continue
+        for name in _EMF_METRICS:
+            values = record.get(name)
+            if values is not None:
+                totals[name] += int(sum(values) if isinstance(values, list) else values)
+    return totals
+
+
+def _emf_value(value: Any) -> float:
+    """An EMF metric value: a number, or a list of them (Powertools writes lists)."""
+    return float(max(value)) if isinstance(value, list) else float(value)
+
+
+def _duplicates_by_fleet(records: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(str(r.get("fleet")) for r in records if r.get("message") == "duplicate envelope suppressed")
+
+
+def _quarantined(sim: Simulation) -> list[tuple[str, str]]:
+    cases = []
+    for stack in sim.stacks:
+        s3 = sim.client("s3", stack.region)
+        for lid in stack.resources("AWS::S3::Bucket"):
+            bucket = stack.physical[lid]["Ref"]
+            listing = s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/").get("Contents", [])
+            for obj in listing:
+                record = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                try:
+                    cases += _cases_in(json.loads(record["message"]))
+                except (json.JSONDecodeError, KeyError):
+                    cases.append(("?", obj["Key"]))
+    return cases
+
+
+def _counted_in_tables(sim: Simulation) -> int:
+    """Cases the aggregates tables count (every aggregate row's `count`): what DynamoDB itself says."""
+    total = 0
+    for stack in sim.stacks:
+        dynamodb = sim.client("dynamodb", stack.region)
+        for lid in stack.resources("AWS::DynamoDB::Table"):
+            if "Aggregates" not in lid:
+                continue
+            for page in dynamodb.get_paginator("scan").paginate(TableName=stack.physical[lid]["Ref"]):
+                for item in page["Items"]:
+                    if row_kind(item["pk"]["S"]) is RowKind.COUNT:  # markers and histograms count nothing
+                        total += int(float(item.get("count", {"N": "0"})["N"]))
+    return total
+
+
+def _fault_counts(sim: Simulation, logs: list[dict[str, Any]]) -> dict[str, int]:
+    """What `--fault` injected, as the workers logged it and the runner counted it."""
+    counts = {"write_errors": sum(1 for r in logs if r.get("fault") == "write-error"),
+              "crashes": sum(w.crashes for w in sim.workers.values())}  # fmt: skip
+    return {**counts, "duplicates_delivered": sim.fault_counts["duplicates_delivered"],
+            "held_back": sim.fault_counts["held_back"],
+            "device_kills": sum(run.restarts for run in sim.devices),
+            "torn_spool_writes": sum(run.torn_writes for run in sim.devices),
+            "cases_resumed": sum(run.resumed for run in sim.devices)}  # fmt: skip
+
+
+def _dead_letters(sim: Simulation) -> tuple[int, list[tuple[str, str]]]:
+    messages, cases = 0, []
+    for stack in sim.stacks:
+        sqs = sim.client("sqs", stack.region)
+        for lid, resource in stack.resources("AWS::SQS::Queue").items():
+            if "RedrivePolicy" in resource.get("Properties", {}):
+                continue
+            url = stack.physical[lid]["Ref"]
+            while True:
+                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+                    "Messages", []
+                )
+                if not got:
+                    break
+                for message in got:
+                    messages += 1
+                    try:
+                        cases += _cases_in(json.loads(message["Body"]))
+                    except json.JSONDecodeError:
+                        cases.append(("?", message["MessageId"]))
+    return messages, cases
+
+
+def _still_on_devices(sim: Simulation) -> list[tuple[str, str]]:
+    """Cases in the devices' spools (a run cut short): not lost, just not sent yet."""
+    cases = []
+    for run in sim.devices:
+        for entry in run.device.forward.spool.pending():
+            try:
+                cases += _cases_in(json.loads(entry.payload))
+            except json.JSONDecodeError:
+                cases.append((run.fleet.name, f"{run.identity.device}/spool-{entry.seq}"))
+    return cases
+
+
+def _raw_offload_bytes(run: Any) -> int:
+    """What the same cases would cost as raw offload: the device's own escalate envelope for each."""
+    total = 0
+    for i in range(len(run.started)):
+        envelope = run.device.escalation_envelope(f"{run.identity.device}-{i}", run.features(i), None)
+        total += len(envelope.model_dump_json(exclude_none=True))
+    return total
+
+
+def _fleet(name: str, sim: Simulation, quarantined: list[tuple[str, str]], dlq_cases: list[tuple[str, str]],
+           duplicates: Counter[str]) -> FleetReport:  # fmt: skip
+    runs = [r for r in sim.devices if r.fleet.name == name]
+    fleet = runs[0].fleet
+    started = {(r.identity.device, c): t for r in runs for c, t in r.started.items()}
+    labels = {(r.identity.device, c): lbl for r in runs for c, lbl in r.labels.items()}
+    done = {k: v for k, v in sim.ledger.completions.items() if k in started}
+    latencies = np.array([(v.at - started[k]) * 1000 for k, v in done.items()]) if done else np.array([0.0])
+    correct = sum(v.label == str(labels[k]) for k, v in done.items())
+    sent = sum(r.device.stats.bytes_sent for r in runs)
+    raw = sum(_raw_offload_bytes(r) for r in runs)
+    return FleetReport(
+        fleet=name, region=fleet.home_region, jurisdiction=fleet.jurisdiction, mode=runs[0].device.mode.value,
+        devices=len(runs), cases=len(started), inferences=sum(r.device.stats.inferences for r in runs),
+        edge_answered=sum(r.device.stats.kept for r in runs), escalated=sum(r.device.stats.escalated for r in runs),
+        split=sum(r.device.stats.split for r in runs), aggregated=len(done),
+        accuracy=correct / len(done) if done else None,
+        bytes_sent=sent, bytes_raw_offload=raw, bytes_vs_raw=sent / raw if raw else None,
+        latency_ms={q: float(np.percentile(latencies, q)) for q in (50, 95, 99)},
+        spooled=sum(r.device.forward.stats.spooled for r in runs),
+        replayed=sum(r.device.forward.stats.replayed for r in runs),
+        evicted=sum(r.device.forward.evicted for r in runs),
+        quarantined=sum(1 for f, _ in quarantined if f == name), dlq=sum(1 for f, _ in dlq_cases if f == name),
+        duplicates_suppressed=duplicates.get(name, 0), device_errors=[r.error for r in runs if r.error],
+    )  # fmt: skip
+
+
+def _books(sim: Simulation, fleets: list[FleetReport], quarantined: list[tuple[str, str]],
+           dlq: tuple[int, list[tuple[str, str]]]) -> Books:  # fmt: skip
+    dlq_messages, dlq_cases = dlq
+    published = sum(f.cases for f in fleets) + sim.injected
+    aggregated = sum(f.aggregated for f in fleets)
+    on_devices = _still_on_devices(sim)
+    counted = _counted_in_tables(sim)
+    difference = published - aggregated - len(quarantined) - len(dlq_cases) - len(on_devices)
+    accounted = {c for _, c in quarantined + dlq_cases + on_devices} | {f"{d}/{c}" for d, c in sim.ledger.completions}
+    unaccounted = sorted(f"{r.identity.device}/{c}" for r in sim.devices for c in r.started)
+    unaccounted = [c for c in unaccounted if c not in accounted]
+    return Books(
+        published=published, aggregated=aggregated, quarantined=len(quarantined), in_dlq=len(dlq_cases),
+        dlq_messages=dlq_messages, still_on_devices=len(on_devices), difference=difference,
+        counted_in_tables=counted, counted_twice=counted - aggregated,
+        balanced=difference == 0 and not unaccounted and counted == aggregated,
+        unaccounted_cases=unaccounted[:50], injected_violations=sim.injected,
+        injected_quarantined=sum(1 for _, c in quarantined if "/violation-" in c),
+    )  # fmt: skip
+
+
+def _stages(sim: Simulation) -> Stages:
+    return Stages(
+        rules={name: RuleStage(messages=int(s["messages"]), mean_ms=s["seconds"] / s["messages"] * 1000)
+               for name, s in sim.rule_stats.items() if s["messages"]},
+        handlers={w.function.key: HandlerStage(invocations=w.stats.invocations, errors=w.stats.errors,
+                                               mean_ms=w.stats.seconds / w.stats.invocations * 1000)
+                  for w in sim.workers.values() if w.stats.invocations},
+    )  # fmt: skip
+
+
+def _latencies_by_region(sim: Simulation) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for region in sorted({r.fleet.home_region for r in sim.devices}):
+        started = {(r.identity.device, c): t for r in sim.devices if r.fleet.home_region == region
+                   for c, t in r.started.items()}  # fmt: skip
+        done = sorted((c.at - started[k]) * 1000 for k, c in sim.ledger.completions.items() if k in started)
+        out[region] = [round(v, 2) for v in done]
+    return out
+
+
+def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bool) -> Report:
+    quarantined = _quarantined(sim)
+    dlq = _dead_letters(sim)
+    logs = _log_records(sim.log_dir)
+    metrics = _emf_totals(logs)
+    duplicates = _duplicates_by_fleet(logs)
+    names = sorted({r.fleet.name for r in sim.devices})
+    fleets = [_fleet(name, sim, quarantined, dlq[1], duplicates) for name in names]
+    books = _books(sim, fleets, quarantined, dlq)
+    return Report(
+        seconds=seconds,
+        throughput_per_s=books.aggregated / seconds if seconds else 0.0,
+        drained=drained,
+        interrupted=interrupted,
+        options={
+            k: (str(v) if isinstance(v, Path) else asdict(v) if isinstance(v, Faults) else v)
+            for k, v in vars(sim.options).items()
+        },
+        fleets=fleets,
+        books=books,
+        metrics=dict(metrics),
+        duplicates_suppressed=metrics.get("DuplicatesSuppressed", 0),
+        faults=FaultCounts(injected=sim.options.faults.describe(), **_fault_counts(sim, logs)),
+        stages=_stages(sim),
+        escalation_timeline=_timeline(sim),
+        drift=_drift(sim, logs),
+        greengrass={
+            run.identity.device: {c.name: c.version for c in run.core.components.values()}
+            for run in sim.devices
+            if run.core is not None
+        },
+        latencies_ms=_latencies_by_region(sim),
+    )
+
+
+def _drift(sim: Simulation, records: list[dict[str, Any]]) -> dict[str, FleetDrift]:
+    """Per fleet: the PSI values the aggregate function reported over time, against its alarm's threshold.
+
+    The threshold is the one the synthesized `ModelDrift` alarm holds; it fires when a value is over it.
+    """
+    thresholds: dict[str, float] = {}
+    for stack in sim.stacks:
+        for alarm in stack.resources("AWS::CloudWatch::Alarm").values():
+            props = alarm["Properties"]
+            if props.get("MetricName") == "ModelDrift":
+                fleet = next(d["Value"] for d in props.get("Dimensions", []) if d["Name"] == "Fleet")
+                thresholds[fleet] = float(props["Threshold"])
+    points = sorted((r["_aws"]["Timestamp"] / 1000, str(r.get("Fleet")), _emf_value(r["ModelDrift"]),
+                     str(r.get("model"))) for r in records if "ModelDrift" in r and "_aws" in r)  # fmt: skip
+    t0 = min((p[0] for p in points), default=0.0)
+    out: dict[str, FleetDrift] = {}
+    for fleet in sorted({r.fleet.name for r in sim.devices}):
+        threshold = thresholds.get(fleet)
+        series = [(round(t - t0, 2), value, model) for t, f, value, model in points if f == fleet]
+        over = [t for t, value, _ in series if threshold is not None and value > threshold]
+        out[fleet] = FleetDrift(
+            threshold=threshold, max_psi=max((v for _, v, _ in series), default=None),
+            alarm=bool(over), first_alarm_s=over[0] if over else None,
+            models=sorted({m for _, _, m in series}), timeline=[(t, v) for t, v, _ in series],
+        )  # fmt: skip
+    return out
+
+
+def _timeline(sim: Simulation) -> dict[str, list[tuple[float, float]]]:
+    """Escalation rate per fleet over time, in about 40 time buckets whatever the run's length."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    times = [t for r in sim.devices for t, _ in r.decisions]
+    if not times:
+        return out
+    t0 = min(times)
+    width = max((max(times) - t0) / 40, 0.05)
+    for name in sorted({r.fleet.name for r in sim.devices}):
+        buckets: dict[int, list[bool]] = {}
+        for run in (r for r in sim.devices if r.fleet.name == name):
+            for t, escalated in run.decisions:
+                buckets.setdefault(int((t - t0) / width), []).append(escalated)
+        out[name] = [(round(b * width, 3), sum(v) / len(v)) for b, v in sorted(buckets.items())]
+    return out
