@@ -74,7 +74,8 @@ def _bare_model_rate(sim: Any) -> float:
 def bench_simulate() -> dict[str, Any]:
     from domicile.config.topology import load_topology
     from domicile_local.sim.report import build_report
-    from domicile_local.sim.runner import SimOptions, Simulation, synthesize
+    from domicile_local.sim.runner import SimOptions, Simulation
+    from domicile_local.sim.synth import synthesize
 
     topology = load_topology()
     options = SimOptions(progress=False)

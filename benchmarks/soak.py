@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upper", type=float, default=UPPER_RATE, help="calibration: a rate it cannot take")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "soak.json")
     args = parser.parse_args(argv)
-    from domicile_local.sim.runner import synthesize
+    from domicile_local.sim.synth import synthesize
 
     with tempfile.TemporaryDirectory(prefix="domicile-soak-") as tmp:
         cdk_out = synthesize(load_topology(), Path(tmp))

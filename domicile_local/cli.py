@@ -119,7 +119,7 @@ FAULTS = {  # --fault NAME[=N] -> the Faults field it sets, and its value withou
 
 
 def _faults(specs: list[str]) -> Any:
-    from domicile_local.sim.runner import Faults
+    from domicile_local.sim.faults import Faults
 
     values: dict[str, Any] = {}
     for spec in specs:

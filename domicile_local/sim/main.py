@@ -9,7 +9,8 @@ from typing import Any
 
 from domicile.config.topology import Topology
 from domicile_local.sim.report import Report, build_report, print_summary, write_report
-from domicile_local.sim.runner import SimOptions, Simulation, synthesize
+from domicile_local.sim.runner import SimOptions, Simulation
+from domicile_local.sim.synth import synthesize
 
 
 def simulate(topology: Topology, options: SimOptions) -> Report:

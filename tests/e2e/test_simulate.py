@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from domicile.config.topology import load_topology
-from domicile_local.sim.runner import Faults, SimOptions, Simulation, synthesize
+from domicile_local.sim.faults import Faults
+from domicile_local.sim.runner import SimOptions, Simulation
+from domicile_local.sim.synth import synthesize
 from tests.broker import KIND, Broker
 from tests.conftest import ROOT
 

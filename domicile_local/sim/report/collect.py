@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from domicile.wire.keys import RowKind, row_kind
+from domicile_local.sim.faults import Faults
 from domicile_local.sim.report.model import (
     Books,
     FaultCounts,
@@ -22,7 +23,7 @@ from domicile_local.sim.report.model import (
     RuleStage,
     Stages,
 )
-from domicile_local.sim.runner import Faults, Simulation
+from domicile_local.sim.runner import Simulation
 
 _EMF_METRICS = ("DuplicatesSuppressed", "ResidencyViolation", "BadInput", "EnvelopesAggregated", "Escalations")
 

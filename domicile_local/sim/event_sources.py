@@ -1,0 +1,122 @@
+"""Lambda's SQS event source, run locally: poll the queue, invoke with a batch, delete what succeeded.
+
+As Lambda's poller does for an `AWS::Lambda::EventSourceMapping`: up to `BatchSize` messages per
+invocation, the records in the shape Lambda delivers, and with `ReportBatchItemFailures` only the
+records the function did not name as failed are deleted; the others come back after the queue's
+visibility timeout (and reach the DLQ after `maxReceiveCount`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from domicile_local.sim.assembly import ACCOUNT
+from domicile_local.sim.faults import FaultInjector
+from domicile_local.sim.workers import LambdaWorker
+
+SQS_MAX_RECEIVE = 10  # ReceiveMessage's MaxNumberOfMessages limit
+IDLE_POLL_S = 0.05  # an empty queue is asked again after this long
+
+
+class InFlight:
+    """Work handed on but not finished (batches being invoked, rule messages queued): 0 when drained."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            self.count += delta
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What every poller and rules engine of a run shares: the in-flight count and the fault injector."""
+
+    inflight: InFlight
+    injector: FaultInjector
+
+
+@dataclass(frozen=True)
+class SourceQueue:
+    url: str  # on the local endpoint
+    arn: str  # as the mapping names it (the records' eventSourceARN)
+    region: str
+
+
+def queue_url(arn_or_url: str, aws_url: str) -> str:
+    """A queue's URL on the local endpoint, from its ARN (or a URL, kept)."""
+    name = arn_or_url.rsplit(":", 1)[-1]
+    return name if name.startswith("http") else f"{aws_url}/{ACCOUNT}/{name}"
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """A record in the shape Lambda's SQS event source delivers."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class SqsPoller:
+    """One event source mapping: its queue, batch size and function."""
+
+    def __init__(
+        self, sqs: Any, source: SourceQueue, batch_size: int, worker: LambdaWorker, *, delivery: Delivery,
+        on_delivered: Callable[[str], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.sqs, self.url, self.queue_arn, self.region = sqs, source.url, source.arn, source.region
+        self.batch_size, self.worker, self.on_delivered = batch_size, worker, on_delivered
+        self.injector, self.inflight = delivery.injector, delivery.inflight
+
+    def _receive(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.batch_size:
+            got = self.sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=min(SQS_MAX_RECEIVE, self.batch_size - len(messages)),
+                AttributeNames=["All"], MessageAttributeNames=["All"],
+            ).get("Messages", [])  # fmt: skip
+            if not got:
+                break
+            messages += got
+        return messages
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        records = [sqs_record(m, self.queue_arn, self.region) for m in messages]
+        ok, result = self.worker.invoke({"Records": records})
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])} if ok else None
+        done = [m for m in messages if failed is not None and m["MessageId"] not in failed]
+        for start in range(0, len(done), SQS_MAX_RECEIVE):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                       for i, m in enumerate(done[start : start + SQS_MAX_RECEIVE])]  # fmt: skip
+            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+        if self.on_delivered:
+            for message in done:
+                self.on_delivered(message["Body"])
+
+    def run(self, stop: threading.Event) -> None:
+        held: list[dict[str, Any]] = []  # held back from the last batch (--fault reorder)
+        while not stop.is_set():
+            messages = self._receive()
+            if not messages and not held:
+                time.sleep(IDLE_POLL_S)
+                continue
+            self.inflight.add(+1)
+            try:
+                messages = self.injector.disorder(self.sqs, self.url, messages, held)
+                if messages:
+                    self._deliver(messages)
+            finally:
+                self.inflight.add(-1)
