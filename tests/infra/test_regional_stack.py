@@ -142,6 +142,14 @@ def test_cdk_nag_is_wired_to_catch_violations(pack, rule):
     assert errors
 
 
+def test_the_generic_component_app_has_no_nag_or_residency_errors(generic_cloud):
+    from aws_cdk import cx_api
+
+    from infra.app import synth_errors
+
+    assert synth_errors(cx_api.CloudAssembly(str(generic_cloud.cdk_out))) == []
+
+
 def test_every_nag_suppression_gives_a_reason(synthesized):
     _, _, outdir = synthesized
     found = 0
@@ -153,8 +161,14 @@ def test_every_nag_suppression_gives_a_reason(synthesized):
     assert found
 
 
-def test_cfn_lint_finds_no_errors(synthesized):
-    _, _, outdir = synthesized
+def _cdk_outs(synthesized, generic_cloud):
+    """The default app, and the one whose fleets all run generic (IPC) components: both must pass."""
+    return {"default": synthesized[2], "generic components": generic_cloud.cdk_out}
+
+
+@pytest.mark.parametrize("variant", ["default", "generic components"])
+def test_cfn_lint_finds_no_errors(synthesized, generic_cloud, variant):
+    outdir = _cdk_outs(synthesized, generic_cloud)[variant]
     templates = sorted(str(p) for p in Path(outdir).glob("*.template.json"))
     assert len(templates) == len(REGIONS)
     result = subprocess.run(
