@@ -184,7 +184,7 @@ def _split_folder(value: str | None) -> Path:
 
 
 def _split_build(args: argparse.Namespace) -> int:
-    from domicile.split.model import build
+    from domicile.split.build import build
 
     manifest = build(_split_folder(args.out), args.seed)
     print(f"{manifest.name} {manifest.version}: {manifest.model.size_bytes} bytes, test accuracy "
