@@ -7,13 +7,12 @@ them), plus cross-stack imports resolved to the exporting stack's region.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from domicile.config.assembly import read_assembly
 from domicile.config.topology import Topology
-from domicile.errors import ConfigError
 from domicile.residency.flows import allowed_flow, flows_of
 from domicile.residency.references import app_exports, logical_ids_elsewhere, template_references
 
@@ -34,39 +33,21 @@ class FlowRow:
         return self.__dict__.copy()
 
 
-def _stacks(cdk_out: Path) -> list[dict[str, Any]]:
-    manifest_path = cdk_out / "manifest.json"
-    if not manifest_path.exists():
-        raise ConfigError(f"{cdk_out}: no cloud assembly (manifest.json); run `make synth` first")
-    manifest = json.loads(manifest_path.read_text())
-    stacks = []
-    for name, artifact in manifest.get("artifacts", {}).items():
-        if artifact.get("type") != "aws:cloudformation:stack":
-            continue
-        region = artifact["environment"].rsplit("/", 1)[-1]
-        props = artifact.get("properties", {})
-        template = json.loads((cdk_out / props["templateFile"]).read_text())
-        stacks.append({"name": name, "region": region, "tags": props.get("tags", {}), "template": template})
-    return stacks
-
-
 def report(cdk_out: Path, topology: Topology) -> list[FlowRow]:
-    stacks = _stacks(cdk_out)
-    templates = {stack["name"]: (stack["region"], stack["template"]) for stack in stacks}
+    stacks = read_assembly(cdk_out)
+    templates = {stack.name: (stack.region, stack.template) for stack in stacks}
     exports = app_exports(templates)
     rows: list[FlowRow] = []
     for stack in stacks:
-        region = stack["region"]
-        jurisdiction = stack["tags"].get("domicile:jurisdiction") or "(none)"
+        region = stack.region
+        jurisdiction = stack.jurisdiction or "(none)"
         allowed = topology.regions_of(jurisdiction) if jurisdiction in topology.jurisdictions else ()
-        rows.append(FlowRow(stack["name"], "(stack)", "placement", stack["name"], region, jurisdiction,
+        rows.append(FlowRow(stack.name, "(stack)", "placement", stack.name, region, jurisdiction,
                             region in allowed))  # fmt: skip
-        references = template_references(
-            region, stack["template"], exports, logical_ids_elsewhere(templates, stack["name"])
-        )
-        for lid, resource in stack["template"].get("Resources", {}).items():
+        references = template_references(region, stack.template, exports, logical_ids_elsewhere(templates, stack.name))
+        for lid, resource in stack.template.get("Resources", {}).items():
             for flow in flows_of(lid, resource, region, references):
-                rows.append(FlowRow(stack["name"], flow.source, flow.kind, flow.target, flow.region, jurisdiction,
+                rows.append(FlowRow(stack.name, flow.source, flow.kind, flow.target, flow.region, jurisdiction,
                                     allowed_flow(flow, allowed)))  # fmt: skip
     return rows
 

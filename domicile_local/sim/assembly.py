@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from domicile.errors import ConfigError
+from domicile.config.assembly import read_assembly
 
 ACCOUNT = "123456789012"
 SIM_VISIBILITY_S = 10  # the templates say 180 s; a local run retries failures sooner (but not mid-batch)
@@ -99,24 +99,7 @@ _INTRINSICS: dict[str, Callable[[StackView, Any], Any]] = {
 
 
 def load_stacks(cdk_out: Path) -> list[StackView]:
-    manifest_path = cdk_out / "manifest.json"
-    if not manifest_path.exists():
-        raise ConfigError(f"{cdk_out}: no cloud assembly; synthesize first")
-    manifest = json.loads(manifest_path.read_text())
-    stacks = []
-    for name, artifact in manifest.get("artifacts", {}).items():
-        if artifact.get("type") != "aws:cloudformation:stack":
-            continue
-        props = artifact["properties"]
-        stacks.append(
-            StackView(
-                name=name,
-                region=artifact["environment"].rsplit("/", 1)[-1],
-                jurisdiction=props.get("tags", {}).get("domicile:jurisdiction", ""),
-                template=json.loads((cdk_out / props["templateFile"]).read_text()),
-            )
-        )
-    return stacks
+    return [StackView(s.name, s.region, s.jurisdiction, s.template) for s in read_assembly(cdk_out)]
 
 
 def _bucket_name(stack: str, lid: str) -> str:
