@@ -22,6 +22,7 @@ from moto import mock_aws  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 MODELS = ROOT / "models"
+TOPOLOGY = ROOT / "tests" / "topology.toml"  # the suite's own, whatever the project's domicile.toml says
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"
 RESULTS_QUEUE = "domicile-results"
@@ -53,6 +54,7 @@ os.environ.update(
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "DOMICILE_TOPOLOGY": str(TOPOLOGY),  # every load_topology() and `domicile` subprocess of the suite
     }
 )
 

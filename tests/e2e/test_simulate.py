@@ -8,6 +8,7 @@ out-of-order delivery); the default CLI run checks what a newcomer sees; a Ctrl-
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -172,12 +173,13 @@ def _split_tail_id(out) -> str:
 
 def test_the_default_cli_run_prints_the_summary_and_writes_every_report_file(tmp_path):
     """What `make demo` ends with: the default options, 300 cases per device over every fleet of domicile.toml."""
-    topology = load_topology()
+    topology = load_topology(ROOT / "domicile.toml")  # the project's own file, not the suite's
     cases = 300 * sum(f.devices for f in topology.fleets.values())
     out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "DOMICILE_TOPOLOGY"}
     result = subprocess.run(
         [sys.executable, "-m", "domicile_local.cli", "simulate", "--no-progress", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"Books balance: published {cases} = aggregated {cases} + quarantined 0 + in DLQ 0." in result.stdout

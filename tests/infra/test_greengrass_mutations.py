@@ -22,14 +22,14 @@ from edge_components.inference.build import build_device
 from edge_components.inference.settings import load_edge_settings
 from infra.constructs import edge_fleet
 from infra.greengrass import ROUTER
-from tests.conftest import ROOT
+from tests.conftest import TOPOLOGY
 
 pytestmark = pytest.mark.slow
 THING = "munich-line-0"
 
 
 def _topology(mode: str = "hybrid", devices: int = 2) -> Any:
-    data = tomllib.loads((ROOT / "domicile.toml").read_text())
+    data = tomllib.loads(TOPOLOGY.read_text())
     data["models"] = {k: v for k, v in data["models"].items() if v["role"] != "split"}
     data["fleets"] = {"munich-line": {**data["fleets"]["munich-line"], "mode": mode, "devices": devices}}
     return parse_topology(data)
