@@ -12,9 +12,10 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: setup system-packages docs models rebuild-models synth demo lint audit test bench soak clean
 
-setup: system-packages $(STAMP) $(CDK)
+setup: $(STAMP) $(CDK)
 
-# Debian's mosquitto (and make, node, venv) when missing: `make test` then runs exactly CI's suite.
+# Debian's mosquitto (and node, venv) when missing: `make test` then runs exactly CI's suite. The demo
+# needs none of it beyond Python and Node, so only the test target asks for it.
 system-packages:
 	@bash .ci/system-packages
 
@@ -64,7 +65,7 @@ audit: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
-test: setup lint audit docs
+test: system-packages setup lint audit docs
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: setup

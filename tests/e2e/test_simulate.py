@@ -62,7 +62,7 @@ def faulty_run(tmp_path_factory) -> tuple[dict[str, Any], list[str]]:
     from domicile_local.sim.report import build_report
 
     if KIND != "mosquitto":
-        pytest.fail("a broker restart that keeps sessions needs mosquitto: `make setup` installs it")
+        pytest.fail("a broker restart that keeps sessions needs mosquitto: `make test` installs it")
     topology = load_topology()
     out = tmp_path_factory.mktemp("faulty-run")
     broker = Broker(out, persistent=True)
