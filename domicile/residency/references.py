@@ -7,7 +7,9 @@ synthesized templates; both then ask it the same question and get the same answe
   logical id is in one region);
 - an import of an export of the app: the exporting stack's region; CDK's cross-region references
   (`crossRegionReferences`) count as exports too: the writer in the producing stack names each one,
-  and the consuming stack reads it as a `Fn::GetAtt` of its `Custom::CrossRegionExportReader`;
+  and the consuming stack reads it as a `Fn::GetAtt` of its `Custom::CrossRegionExportReader`
+  (aws-cdk-lib README, "Accessing resources in a different stack and region"; checked against the
+  templates CDK 2 synthesizes in tests/infra/residency_fixtures.py);
 - anything else: UNKNOWN, which no jurisdiction allows (a region that cannot be proven is refused).
 """
 
