@@ -20,7 +20,7 @@ def aggregate(tables, bucket):
     return handler
 
 
-def row(agg, device):
+def row(device):
     return aggregate_row("munich-line", device, MODEL, HOUR)
 
 
@@ -28,12 +28,12 @@ def test_sample_batch_duplicate_and_bad_record(aggregate, lambda_context):
     event = load_event("sqs-results.json")
     response = aggregate.handler(event, lambda_context)
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][3]["messageId"]}]}
-    first = row(aggregate, "munich-line-0")
+    first = row("munich-line-0")
     assert first["count"] == 2  # delivered twice in the batch, counted once
     assert first["class_3"] == 1 and first["class_5"] == 1
     assert first["confidence_sum"] == pytest.approx(1.96)
     assert first["jurisdiction"] == "eu" and first["home_region"] == REGION
-    assert row(aggregate, "munich-line-1")["count"] == 1
+    assert row("munich-line-1")["count"] == 1
 
 
 def test_same_envelope_three_times_counts_once(aggregate, lambda_context):
@@ -42,7 +42,7 @@ def test_same_envelope_three_times_counts_once(aggregate, lambda_context):
         again = copy.deepcopy(record)
         again["messageId"] = f"delivery-{attempt}"  # SQS gives each delivery its own id
         assert aggregate.handler({"Records": [again]}, lambda_context) == {"batchItemFailures": []}
-    assert row(aggregate, "munich-line-0")["count"] == 2
+    assert row("munich-line-0")["count"] == 2
 
 
 def test_marker_holds_even_when_the_idempotency_record_is_gone(aggregate, lambda_context):
@@ -53,7 +53,7 @@ def test_marker_holds_even_when_the_idempotency_record_is_gone(aggregate, lambda
     for item in dynamodb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]:
         dynamodb.delete_item(TableName=IDEMPOTENCY_TABLE, Key={"id": item["id"]})
     aggregate.handler({"Records": [record]}, lambda_context)
-    assert row(aggregate, "munich-line-0")["count"] == 2
+    assert row("munich-line-0")["count"] == 2
 
 
 def test_raw_envelopes_are_archived_in_region(aggregate, lambda_context):
@@ -76,7 +76,7 @@ def test_bad_records_fail_alone(aggregate, lambda_context, body):
     bad.update(messageId="bad", body=body)
     response = aggregate.handler({"Records": [event["Records"][1], bad]}, lambda_context)
     assert response == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
-    assert row(aggregate, "munich-line-1")["count"] == 1
+    assert row("munich-line-1")["count"] == 1
 
 
 def test_escalate_envelope_on_the_results_queue_is_refused(aggregate, lambda_context):
