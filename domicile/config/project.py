@@ -38,24 +38,24 @@ def embedded_root() -> Path:
     )
 
 
-def topology_file(explicit: Path | str | None = None) -> Path:
-    """The topology to read: the given file, $DOMICILE_TOPOLOGY, ./domicile.toml, or the embedded one."""
+def _locate(explicit: Path | str | None, env: str, name: str, marker: str | None = None) -> Path:
+    """The given path, else $env, else ./name (if it, or its `marker` file, exists), else the embedded one."""
     if explicit:
         return Path(explicit)
-    if os.environ.get(TOPOLOGY_ENV):
-        return Path(os.environ[TOPOLOGY_ENV])
-    local = Path.cwd() / TOPOLOGY_FILE
-    return local if local.is_file() else embedded_root() / TOPOLOGY_FILE
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    local = Path.cwd() / name
+    return local if (local / marker if marker else local).is_file() else embedded_root() / name
+
+
+def topology_file(explicit: Path | str | None = None) -> Path:
+    """The topology to read: the given file, $DOMICILE_TOPOLOGY, ./domicile.toml, or the embedded one."""
+    return _locate(explicit, TOPOLOGY_ENV, TOPOLOGY_FILE)
 
 
 def registry_dir(explicit: Path | str | None = None) -> Path:
     """The model registry folder: the given one, $DOMICILE_MODELS, ./models, or the embedded one."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get(MODELS_ENV):
-        return Path(os.environ[MODELS_ENV])
-    local = Path.cwd() / MODELS_DIR
-    return local if (local / MANIFEST_FILE).is_file() else embedded_root() / MODELS_DIR
+    return _locate(explicit, MODELS_ENV, MODELS_DIR, MANIFEST_FILE)
 
 
 def split_dir(model_dir: Path | str | None = None) -> Path:
