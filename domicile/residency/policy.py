@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domicile.config.settings import FunctionSettings
 from domicile.wire.envelope import Envelope
 
 
@@ -19,9 +20,10 @@ class ResidencyPolicy:
     allowed_regions: tuple[str, ...]
 
     @classmethod
-    def from_settings(cls, region: str, jurisdiction: str, allowed: str) -> ResidencyPolicy:
-        regions = tuple(r.strip() for r in allowed.split(",") if r.strip()) or (region,)
-        return cls(region, jurisdiction, regions)
+    def from_settings(cls, settings: FunctionSettings) -> ResidencyPolicy:
+        """A function's policy: its region, its jurisdiction, and ALLOWED_REGIONS (default: its own region)."""
+        allowed = tuple(r.strip() for r in settings.allowed_regions.split(",") if r.strip())
+        return cls(settings.aws_region, settings.jurisdiction, allowed or (settings.aws_region,))
 
     def violation(self, envelope: Envelope) -> str | None:
         """Why this envelope must not be processed here, or None when it belongs here."""

@@ -36,7 +36,7 @@ from domicile.wire.keys import hour_key, model_key
 from functions.residency_gate import hold_if_foreign
 
 settings = load_settings(AggregateSettings)
-residency = ResidencyPolicy.from_settings(settings.aws_region, settings.jurisdiction, settings.allowed_regions)
+residency = ResidencyPolicy.from_settings(settings)
 logger = Logger(service="domicile-aggregate")
 tracer = Tracer(service="domicile-aggregate", patch_modules=("botocore",))
 metrics = Metrics(namespace="Domicile", service="domicile-aggregate")

@@ -20,8 +20,9 @@ from domicile.aws.quarantine import Quarantine
 from domicile.aws.sqs_sink import SqsEnvelopeSink
 from domicile.config.settings import AnsweringSettings
 from domicile.errors import InputError
+from domicile.residency.policy import ResidencyPolicy
 from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, SplitEnvelope, parse_envelope
-from functions.inference.shared import logger, metrics, residency_of, set_dimensions, tracer
+from functions.inference.shared import logger, metrics, set_dimensions, tracer
 from functions.residency_gate import hold_if_foreign
 
 tracer.patch(["botocore"])
@@ -36,7 +37,7 @@ class RuleEntryPoint:
         set_dimensions(settings)
         self.sink = SqsEnvelopeSink(boto3.client("sqs", region_name=settings.aws_region), settings.results_queue_url)
         s3 = boto3.client("s3", region_name=settings.aws_region)
-        self.quarantine = Quarantine(s3, settings.quarantine_bucket, residency_of(settings))
+        self.quarantine = Quarantine(s3, settings.quarantine_bucket, ResidencyPolicy.from_settings(settings))
 
     def answer(
         self, event: dict[str, Any], kind: type[E], source: str, answer: Callable[[E], ResultEnvelope], metric: str

@@ -1,7 +1,7 @@
 """What every entry point of the inference function builds the same way, once, at module load.
 
 Powertools' logger, tracer and metrics, and the helpers that turn an entry point's own settings
-into its ORT sessions and residency policy. Each entry point parses its own settings class
+into its ORT sessions. Each entry point parses its own settings class
 (domicile.config.settings), so it refuses at init a variable it needs and others do not. boto3
 clients live in the entry points that use them, so the HTTP function's cold start never loads boto3.
 """
@@ -12,7 +12,6 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from domicile.config.settings import FunctionSettings, InferenceSettings
 from domicile.models.runtime import ModelRuntime
-from domicile.residency.policy import ResidencyPolicy
 
 logger = Logger(service="domicile-inference")
 # Patch only what an entry point uses (see sqs_batch/s3_batch): patching everything imports it all.
@@ -22,10 +21,6 @@ metrics = Metrics(namespace="Domicile", service="domicile-inference")
 
 def set_dimensions(settings: FunctionSettings) -> None:
     metrics.set_default_dimensions(Region=settings.aws_region, Jurisdiction=settings.jurisdiction)
-
-
-def residency_of(settings: FunctionSettings) -> ResidencyPolicy:
-    return ResidencyPolicy.from_settings(settings.aws_region, settings.jurisdiction, settings.allowed_regions)
 
 
 def warm_runtime(settings: InferenceSettings) -> ModelRuntime:

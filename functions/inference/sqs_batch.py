@@ -21,8 +21,9 @@ from domicile.aws.sqs_sink import SqsEnvelopeSink
 from domicile.cloud.answers import answer_escalations, check_feature_count, stack_rows
 from domicile.config.settings import SqsBatchSettings, load_settings
 from domicile.errors import InputError
+from domicile.residency.policy import ResidencyPolicy
 from domicile.wire.envelope import EscalateEnvelope, parse_envelope
-from functions.inference.shared import logger, metrics, residency_of, set_dimensions, tracer, warm_runtime
+from functions.inference.shared import logger, metrics, set_dimensions, tracer, warm_runtime
 from functions.residency_gate import hold_if_foreign
 
 settings = load_settings(SqsBatchSettings)
@@ -30,9 +31,8 @@ set_dimensions(settings)
 runtime = warm_runtime(settings)
 tracer.patch(["botocore"])
 sqs = boto3.client("sqs", region_name=settings.aws_region)
-quarantine = Quarantine(
-    boto3.client("s3", region_name=settings.aws_region), settings.quarantine_bucket, residency_of(settings)
-)
+s3 = boto3.client("s3", region_name=settings.aws_region)
+quarantine = Quarantine(s3, settings.quarantine_bucket, ResidencyPolicy.from_settings(settings))
 # A batch where every record is bad is answered like any other: each record named as failed.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 sink = SqsEnvelopeSink(sqs, settings.results_queue_url)

@@ -62,3 +62,11 @@ def test_a_function_does_not_need_what_only_another_reads(monkeypatch):
         monkeypatch.delenv(variable, raising=False)
     assert load_settings(HttpSettings).max_batch_rows > 0
     assert load_settings(S3BatchSettings).input_prefix == "incoming/"
+
+
+def test_a_functions_residency_policy_comes_from_its_settings(monkeypatch):
+    from domicile.residency.policy import ResidencyPolicy
+
+    assert ResidencyPolicy.from_settings(load_settings(HttpSettings)).allowed_regions == ("eu-central-1", "eu-west-1")
+    monkeypatch.delenv("ALLOWED_REGIONS")
+    assert ResidencyPolicy.from_settings(load_settings(HttpSettings)).allowed_regions == ("eu-central-1",)
