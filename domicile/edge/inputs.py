@@ -7,7 +7,6 @@ reason, counted and logged; the good cases of the same input are still answered 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -17,19 +16,20 @@ from domicile.edge.device import EdgeDevice
 from domicile.errors import InputError
 from domicile.models.validation import features_matrix
 from domicile.wire.envelope import ID_PATTERN
+from domicile.wire.json_object import json_object
 
 MAX_CASES = 1024  # one input at most; a larger batch is refused whole, before any model run
 _CASE_ID = re.compile(ID_PATTERN)  # a case id must fit the envelope it will travel in
 
 
+_EVENT_SHAPE = "must be a JSON object with `case_id` and `features`, or `cases`"
+
+
 def _event(raw: Any) -> dict[str, Any]:
     if isinstance(raw, bytes | str):
-        try:
-            raw = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError("event", f"is not valid JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise InputError("event", "must be a JSON object with `case_id` and `features`, or `cases`")
+        return json_object(raw, "event", _EVENT_SHAPE)
+    if not isinstance(raw, dict):  # Greengrass hands over decoded JSON: it may be any JSON value
+        raise InputError("event", _EVENT_SHAPE)
     return raw
 
 

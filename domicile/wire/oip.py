@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from domicile.errors import InputError
 from domicile.models.registry import ModelEntry
 from domicile.models.runtime import Predictions
 from domicile.models.validation import OIP_NUMERIC_DATATYPES, features_matrix
+from domicile.wire.json_object import json_object
 
 PLATFORM = "onnxruntime_onnx"
 
@@ -59,12 +59,7 @@ def decode_infer_request(
     body: str | bytes, entry: ModelEntry, max_rows: int
 ) -> tuple[InferRequest, NDArray[np.float32]]:
     """Parse and validate an infer request for `entry`; errors name the JSON path of the problem."""
-    try:
-        parsed = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError("body", f"is not valid JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise InputError("body", "must be a JSON object with an `inputs` array")
+    parsed = json_object(body, "body", "must be a JSON object with an `inputs` array")
     try:
         request = InferRequest.model_validate(parsed)
     except ValidationError as exc:
