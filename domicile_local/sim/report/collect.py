@@ -169,15 +169,21 @@ def _raw_offload_bytes(run: Any) -> int:
     return total
 
 
-def _fleet(name: str, sim: Simulation, quarantined: list[tuple[str, str]], dlq_cases: list[tuple[str, str]],
-           duplicates: Counter[str]) -> FleetReport:  # fmt: skip
+def _case_latencies(sim: Simulation) -> dict[tuple[str, str], float]:
+    """Each aggregated case's latency, device to aggregate written (ms), by (device, case id)."""
+    started = {(r.identity.device, c): t for r in sim.devices for c, t in r.started.items()}
+    return {k: (c.at - started[k]) * 1000 for k, c in sim.ledger.completions.items() if k in started}
+
+
+def _fleet(name: str, sim: Simulation, case_ms: dict[tuple[str, str], float], quarantined: list[tuple[str, str]],
+           dlq_cases: list[tuple[str, str]], duplicates: Counter[str]) -> FleetReport:  # fmt: skip
     runs = [r for r in sim.devices if r.fleet.name == name]
     fleet = runs[0].fleet
-    started = {(r.identity.device, c): t for r in runs for c, t in r.started.items()}
+    started = [(r.identity.device, c) for r in runs for c in r.started]
     labels = {(r.identity.device, c): lbl for r in runs for c, lbl in r.labels.items()}
-    done = {k: v for k, v in sim.ledger.completions.items() if k in started}
-    latencies = np.array([(v.at - started[k]) * 1000 for k, v in done.items()]) if done else np.array([0.0])
-    correct = sum(v.label == str(labels[k]) for k, v in done.items())
+    done = [k for k in started if k in case_ms]
+    latencies = np.array([case_ms[k] for k in done]) if done else np.array([0.0])
+    correct = sum(sim.ledger.completions[k].label == str(labels[k]) for k in done)
     sent = sum(r.device.stats.bytes_sent for r in runs)
     raw = sum(_raw_offload_bytes(r) for r in runs)
     return FleetReport(
@@ -227,14 +233,10 @@ def _stages(sim: Simulation) -> Stages:
     )  # fmt: skip
 
 
-def _latencies_by_region(sim: Simulation) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for region in sorted({r.fleet.home_region for r in sim.devices}):
-        started = {(r.identity.device, c): t for r in sim.devices if r.fleet.home_region == region
-                   for c, t in r.started.items()}  # fmt: skip
-        done = sorted((c.at - started[k]) * 1000 for k, c in sim.ledger.completions.items() if k in started)
-        out[region] = [round(v, 2) for v in done]
-    return out
+def _latencies_by_region(sim: Simulation, case_ms: dict[tuple[str, str], float]) -> dict[str, list[float]]:
+    region_of = {r.identity.device: r.fleet.home_region for r in sim.devices}
+    return {region: sorted(round(ms, 2) for (device, _), ms in case_ms.items() if region_of[device] == region)
+            for region in sorted(set(region_of.values()))}  # fmt: skip
 
 
 def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bool) -> Report:
@@ -244,7 +246,8 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
     metrics = _emf_totals(logs)
     duplicates = _duplicates_by_fleet(logs)
     names = sorted({r.fleet.name for r in sim.devices})
-    fleets = [_fleet(name, sim, quarantined, dlq[1], duplicates) for name in names]
+    case_ms = _case_latencies(sim)
+    fleets = [_fleet(name, sim, case_ms, quarantined, dlq[1], duplicates) for name in names]
     books = _books(sim, fleets, quarantined, dlq)
     return Report(
         seconds=seconds,
@@ -268,7 +271,7 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
             for run in sim.devices
             if run.core is not None
         },
-        latencies_ms=_latencies_by_region(sim),
+        latencies_ms=_latencies_by_region(sim, case_ms),
     )
 
 
