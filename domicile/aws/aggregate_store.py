@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from domicile.cloud.aggregation import archive_key, delta_of
 from domicile.wire.envelope import ResultEnvelope
-from domicile.wire.keys import MARKER_SORT_KEY, drift_pk, marker_pk
+from domicile.wire.keys import AGGREGATES_KEY, AGGREGATES_TTL, MARKER_SORT_KEY, drift_pk, marker_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -22,6 +22,13 @@ else:
     DynamoDBClient = S3Client = Any
 
 MARKER_TTL_S = 14 * 24 * 3600  # longer than any SQS retention, so a late duplicate still finds it
+
+
+_PK, _SK = AGGREGATES_KEY  # the table's key attributes, as the stack declares them
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {_PK: {"S": pk}, str(_SK): {"S": sk}}
 
 
 def _n(value: float | int) -> dict[str, str]:
@@ -68,7 +75,7 @@ class AggregateStore:
             drift = [{
                 "Update": {
                     "TableName": self.table,
-                    "Key": {"pk": {"S": delta.drift_pk}, "sk": {"S": delta.hour}},
+                    "Key": _key(delta.drift_pk, delta.hour),
                     "UpdateExpression": "ADD " + ", ".join(f"#b{i} :b{i}" for i, _ in enumerate(bins)),
                     "ExpressionAttributeNames": {f"#b{i}": f"bin_{b}" for i, (b, _) in enumerate(bins)},
                     "ExpressionAttributeValues": {f":b{i}": _n(n) for i, (_, n) in enumerate(bins)},
@@ -81,17 +88,16 @@ class AggregateStore:
                         "Put": {
                             "TableName": self.table,
                             "Item": {
-                                "pk": {"S": marker_pk(str(envelope.message_id))},
-                                "sk": {"S": MARKER_SORT_KEY},
-                                "expires_at": _n(int(time.time()) + MARKER_TTL_S),
+                                **_key(marker_pk(str(envelope.message_id)), MARKER_SORT_KEY),
+                                AGGREGATES_TTL: _n(int(time.time()) + MARKER_TTL_S),
                             },
-                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "ConditionExpression": f"attribute_not_exists({_PK})",
                         }
                     },
                     {
                         "Update": {
                             "TableName": self.table,
-                            "Key": {"pk": {"S": delta.pk}, "sk": {"S": delta.hour}},
+                            "Key": _key(delta.pk, delta.hour),
                             "UpdateExpression": update,
                             "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": values,
@@ -110,6 +116,6 @@ class AggregateStore:
     def input_histogram(self, fleet: str, model: str, hour: str, bins: int) -> list[int]:
         """The fleet's input bin counts for a model and hour (zeros where nothing arrived)."""
         item = self.dynamodb.get_item(
-            TableName=self.table, Key={"pk": {"S": drift_pk(fleet, model)}, "sk": {"S": hour}}, ConsistentRead=True
+            TableName=self.table, Key=_key(drift_pk(fleet, model), hour), ConsistentRead=True
         ).get("Item", {})
         return [int(float(item[f"bin_{b}"]["N"])) if f"bin_{b}" in item else 0 for b in range(bins)]
