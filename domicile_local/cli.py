@@ -11,7 +11,7 @@ from domicile.models.blas import pin_kernels
 
 pin_kernels()  # before numpy loads OpenBLAS: model builds must give the same bytes on any machine
 
-from domicile.config.project import registry_dir, split_dir  # noqa: E402
+from domicile.config.project import registry_dir  # noqa: E402
 from domicile.config.topology import EdgeComponentKind, FleetMode  # noqa: E402
 from domicile.errors import DomicileError  # noqa: E402
 from domicile.models.datasets import DEFAULT_SEED  # noqa: E402
@@ -40,9 +40,9 @@ def _models_build(args: argparse.Namespace) -> int:
     from domicile.models.build import build_all
     from domicile.models.lifecycle import stage_of
 
-    manifest = build_all(registry_dir(args.out), args.seed, load_topology(args.topology), args.version)
-    for name, versions in sorted(manifest.versions.items()):
-        entry = versions[args.version] if args.version else manifest.models[name]
+    manifest, built = build_all(registry_dir(args.out), args.seed, load_topology(args.topology), args.version)
+    for entry in sorted(built, key=lambda e: e.name):
+        name = entry.name
         print(
             f"{entry.name} {entry.version}: {entry.size_bytes} bytes, test accuracy "
             f"{entry.metrics.test_accuracy:.4f}, sha256 {entry.sha256[:16]}... "
@@ -55,7 +55,7 @@ def _models_list(args: argparse.Namespace) -> int:
     from domicile.models.lifecycle import listing
     from domicile.models.registry import load_manifest
 
-    rows = [("model", "version", "stage", "sha256", "bytes", "test acc.", "jurisdictions"), *listing(
+    rows = [("model", "role", "version", "stage", "sha256", "bytes", "test acc.", "jurisdictions"), *listing(
         load_manifest(registry_dir(args.models)))]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -179,16 +179,13 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if report.books.balanced and not report.interrupted and not errors else 1
 
 
-def _split_folder(value: str | None) -> Path:
-    return Path(value) if value else split_dir()
-
-
 def _split_build(args: argparse.Namespace) -> int:
     from domicile.split.build import build
 
-    manifest = build(_split_folder(args.out), args.seed)
-    print(f"{manifest.name} {manifest.version}: {manifest.model.size_bytes} bytes, test accuracy "
-          f"{manifest.test_accuracy:.4f}, cuts {', '.join(manifest.cuts)}")  # fmt: skip
+    entry = build(registry_dir(args.out), args.seed)
+    cuts = entry.split.cuts if entry.split else ()
+    print(f"{entry.name} {entry.version}: {entry.size_bytes} bytes, test accuracy "
+          f"{entry.metrics.test_accuracy:.4f}, cuts {', '.join(cuts)}")  # fmt: skip
     return 0
 
 
@@ -202,8 +199,8 @@ def _split_partition(args: argparse.Namespace) -> int:
         if placement is None or placement.cut is None:
             raise DomicileError("--cut: not given, and the topology has no split model with a cut")
         cut = placement.cut
-    manifest = partition(cut, _split_folder(args.models))
-    for key, part in manifest.parts.items():
+    entry = partition(cut, registry_dir(args.models), args.model, args.version)
+    for key, part in (entry.split.parts if entry.split else {}).items():
         if key.startswith(f"{cut}/"):
             print(f"{key}: {part.file}, {part.size_bytes} bytes, sha256 {part.sha256[:16]}...")
     print(f"head then tail equals the whole model on the test split (to 1e-5) at cut {cut}")
@@ -227,8 +224,8 @@ def _split_plan(args: argparse.Namespace) -> int:
         if network.bandwidth_mbps <= 0 or network.rtt_ms < 0 or network.overhead_ms < 0:
             raise DomicileError("network: bandwidth must be positive, RTT and overhead not negative")
     encodings = (args.encoding,) if args.encoding else ENCODINGS
-    candidates = options(measure(_split_folder(args.models)), network, args.device_factor, args.cloud_factor, encodings,
-                         args.max_accuracy_loss)  # fmt: skip
+    profile = measure(registry_dir(args.models), name=args.model)
+    candidates = options(profile, network, args.device_factor, args.cloud_factor, encodings, args.max_accuracy_loss)
     chosen = choose(candidates)
     if args.json:
         print(json.dumps({"network": network.__dict__, "options": [o.to_dict() for o in candidates],
@@ -325,19 +322,21 @@ def _add_simulate(commands: Any) -> None:
 
 
 def _add_split(commands: Any) -> None:
-    from domicile.split.model import CUTS
+    from domicile.split.model import CUTS, NAME
 
     split = commands.add_parser("split", help="split execution of the deep model").add_subparsers(
         dest="action", required=True
     )
     sbuild = split.add_parser("build", help="train and export the splittable model reproducibly")
     sbuild.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})")
-    sbuild.add_argument("--out", help="output folder (default: the registry's split/)")
+    sbuild.add_argument("--out", help="registry folder (default: ./models, or the embedded registry)")
     sbuild.set_defaults(run=_split_build)
     spart = split.add_parser("partition", help="cut the model into head and tail at a named tensor")
     spart.add_argument("--cut", choices=CUTS, help="the tensor to cut at (default: the topology's split model cut)")
     spart.add_argument("--topology", help="topology file (default: domicile.toml)")
-    spart.add_argument("--models", help="model folder (default: the registry's split/)")
+    spart.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
+    spart.add_argument("--model", default=NAME, help=f"the split model to cut (default {NAME})")
+    spart.add_argument("--version", help="the version to cut (default: the deployed one)")
     spart.set_defaults(run=_split_partition)
     splan = split.add_parser("plan", help="every cut's latency for a network and device, and the best one")
     splan.add_argument("--network", choices=["3g", "wifi", "lan"], default="3g", help="a network profile")
@@ -350,7 +349,8 @@ def _add_split(commands: Any) -> None:
     splan.add_argument("--encoding", choices=["float32", "float16", "int8"], help="only this activation encoding")
     splan.add_argument("--max-accuracy-loss", type=float, default=0.5,
                        help="accuracy points an encoding may lose on the test split (default 0.5)")  # fmt: skip
-    splan.add_argument("--models", help="model folder (default: the registry's split/)")
+    splan.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
+    splan.add_argument("--model", default=NAME, help=f"the split model to plan for (default {NAME})")
     splan.add_argument("--json", action="store_true", help="every option as JSON")
     splan.set_defaults(run=_split_plan)
 

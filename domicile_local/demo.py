@@ -112,6 +112,7 @@ def run_demo(events_dir: Path, cdk_out: Path, model_dir: Path | None = None) -> 
             "MODEL_DIR": str(model_dir),
             "DEFAULT_MODEL": "digits-cloud",
             "RESULTS_QUEUE_URL": results_url,
+            "SPLIT_MODEL": split.name if split else "",
             "SPLIT_CUT": split.cut if split and split.cut else "",
             "POWERTOOLS_LOG_LEVEL": "ERROR",
             "POWERTOOLS_METRICS_DISABLED": "true",

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from domicile.config.project import split_dir
+from domicile.config.project import registry_dir
 from domicile.config.topology import load_topology
 from domicile.models.datasets import load_digits_splits
 from domicile.models.registry import load_manifest
@@ -158,7 +158,7 @@ def main() -> None:
     # A split fleet's device: the head's activation at the topology's cut, as the device encodes it.
     split = load_topology().split_model()
     if split is not None and split.cut:
-        head = SplitHead(split_dir(), split.cut, split.encoding or "float32")
+        head = SplitHead(registry_dir(), split.name, split.cut, split.encoding or "float32")
         (payload,) = head.payloads(["case-4"], head.activations([rows[3]]))
         _write("iot-split.json", _envelope("split", "hamburg-lab-0", "hamburg-lab-0/case-4", head.model_ref.sha256,
                                            payload.model_dump(exclude_none=True), model=split.name))  # fmt: skip

@@ -21,8 +21,12 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from domicile.config.project import MANIFEST_FILE
+from domicile.models.registry import load_manifest
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / ".cache" / "lambda-deps"
+MODEL_DIR = PROJECT_ROOT / "models"
 BUNDLER_VERSION = "2"  # bump to invalidate every cached bundle
 
 # The Lambda runtime provides these, and they are big: leave them out of the asset.
@@ -39,9 +43,6 @@ PRUNE = (
     "numpy/f2py",
     "bin",
 )
-MODEL_FILES = ("*.onnx", "manifest.json")
-# The split model's tails (and their manifest) serve the split-tail entry point; heads go to devices.
-SPLIT_MODEL_FILES = ("split/*.tail.onnx", "split/manifest.json")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,20 @@ def _hash_files(digest: Any, root: Path, patterns: tuple[str, ...]) -> None:
                 digest.update(path.read_bytes())
 
 
+def cloud_model_files(model_dir: Path = MODEL_DIR) -> list[Path]:
+    """What the cloud functions may load: every version of the served models, the split models' tails
+    (split heads go to devices), and the registry that vouches for them."""
+    manifest = load_manifest(model_dir)
+    names = {MANIFEST_FILE}
+    for versions in manifest.versions.values():
+        for entry in versions.values():
+            if entry.split is None:
+                names.add(entry.file)
+            else:
+                names.update(part.file for key, part in entry.split.parts.items() if key.endswith("/tail"))
+    return [model_dir / name for name in sorted(names)]
+
+
 def _deps_key(spec: PackageSpec, py: str, tags: list[str]) -> str:
     digest = hashlib.sha256(spec.requirements.read_bytes())
     digest.update(f"{py}|{','.join(tags)}|{spec.drop_runtime_provided}|{BUNDLER_VERSION}".encode())
@@ -90,7 +105,8 @@ def asset_hash(spec: PackageSpec, runtime: lambda_.Runtime, architecture: lambda
     for code_dir in spec.code_dirs:
         _hash_files(digest, PROJECT_ROOT / code_dir, ("**/*.py",))
     if spec.include_models:
-        _hash_files(digest, PROJECT_ROOT / "models", MODEL_FILES + SPLIT_MODEL_FILES)
+        for path in cloud_model_files():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -141,11 +157,8 @@ def build_asset(
     if spec.include_models:
         models_out = output_dir / "models"
         models_out.mkdir(exist_ok=True)
-        for pattern in MODEL_FILES + SPLIT_MODEL_FILES:
-            for path in (PROJECT_ROOT / "models").glob(pattern):
-                target = models_out / path.relative_to(PROJECT_ROOT / "models")
-                target.parent.mkdir(exist_ok=True)
-                shutil.copy2(path, target)
+        for path in cloud_model_files():
+            shutil.copy2(path, models_out / path.name)
 
 
 @jsii.implements(ILocalBundling)

@@ -43,6 +43,7 @@ os.environ.update(
         "JURISDICTION": "eu",
         "MODEL_DIR": str(MODELS),
         "DEFAULT_MODEL": "digits-cloud",
+        "SPLIT_MODEL": "digits-deep",
         "SPLIT_CUT": "hidden1",
         "RESULTS_QUEUE_URL": RESULTS_QUEUE_URL,
         "AGGREGATES_TABLE": AGGREGATES_TABLE,

@@ -19,7 +19,6 @@ from domicile.errors import ConfigError
 TOPOLOGY_FILE = "domicile.toml"
 MODELS_DIR = "models"
 MANIFEST_FILE = "manifest.json"
-SPLIT_DIR = "split"
 TOPOLOGY_ENV = "DOMICILE_TOPOLOGY"
 MODELS_ENV = "DOMICILE_MODELS"
 EMBEDDED_PACKAGE = "domicile_defaults"
@@ -56,8 +55,3 @@ def topology_file(explicit: Path | str | None = None) -> Path:
 def registry_dir(explicit: Path | str | None = None) -> Path:
     """The model registry folder: the given one, $DOMICILE_MODELS, ./models, or the embedded one."""
     return _locate(explicit, MODELS_ENV, MODELS_DIR, MANIFEST_FILE)
-
-
-def split_dir(model_dir: Path | str | None = None) -> Path:
-    """Where the split model and its parts live: `split/` inside the registry folder."""
-    return registry_dir(model_dir) / SPLIT_DIR

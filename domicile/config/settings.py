@@ -69,6 +69,7 @@ class EscalateSettings(AnsweringSettings):
 class SplitTailSettings(AnsweringSettings):
     """The IoT `split` rule's function: the tail of the split model at the deployed cut."""
 
+    split_model: str  # the registry name of the split model
     split_cut: str
 
 

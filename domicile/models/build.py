@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,21 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from domicile.config.project import MANIFEST_FILE
 from domicile.config.topology import ModelRole, Topology, load_topology
 from domicile.errors import ConfigError
 from domicile.models.datasets import CLASS_LABELS, N_FEATURES, DigitsSplits, load_digits_splits
 from domicile.models.drift import InputBaseline
-from domicile.models.registry import (
-    EscalationPolicy,
-    Manifest,
-    ModelEntry,
-    ModelMetrics,
-    Stages,
-    TensorSpec,
-    load_manifest,
-    write_manifest,
-)
+from domicile.models.registry import EscalationPolicy, Manifest, ModelEntry, ModelMetrics, TensorSpec, load_manifest
 
 TARGET_OPSET = 17
 INPUT_NAME = "pixels"
@@ -148,32 +137,28 @@ def build_model(recipe: ModelRecipe, splits: DigitsSplits, topology: Topology, o
     )
 
 
-def build_all(out_dir: Path, seed: int, topology: Topology | None = None, version: str | None = None) -> Manifest:
-    """Build every model as `version` (default: its recipe's) into the registry in `out_dir`.
+def build_all(
+    out_dir: Path, seed: int, topology: Topology | None = None, version: str | None = None
+) -> tuple[Manifest, list[ModelEntry]]:
+    """Build every digits model as `version` (default: its recipe's) into the registry in `out_dir`.
+
+    Returns the registry as it now is and the entries this build made.
 
     A new version is added without being promoted (the first build of a model goes live). An
     existing version must come out byte-identical: versions are immutable.
     """
+    from domicile.models.lifecycle import check_registrable, register
+
     topology = topology or load_topology()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    existing = load_manifest(out_dir) if (out_dir / MANIFEST_FILE).exists() else None
-    versions = {name: dict(v) for name, v in existing.versions.items()} if existing else {}
-    stages = dict(existing.stages) if existing else {}
     splits = load_digits_splits(seed)
-    for recipe in RECIPES.values():
-        if version:
-            recipe = dataclasses.replace(recipe, version=version)
-        known = versions.get(recipe.name, {}).get(recipe.version)
-        with tempfile.TemporaryDirectory() as staging:  # a released file is never overwritten
-            entry = build_model(recipe, splits, topology, Path(staging))
-            if known is not None and known.sha256 != entry.sha256:
-                raise ConfigError(
-                    f"models.{recipe.name} {recipe.version} already exists with sha256 {known.sha256[:12]}; this "
-                    f"build gives {entry.sha256[:12]} (seed {seed}): build it as a new --version"
-                )
-            shutil.copyfile(Path(staging) / entry.file, out_dir / entry.file)
-        versions.setdefault(recipe.name, {})[recipe.version] = entry
-        stages.setdefault(recipe.name, Stages(live=recipe.version))
-    manifest = Manifest(versions=versions, stages=stages)
-    write_manifest(manifest, out_dir)
-    return manifest
+    recipes = [dataclasses.replace(r, version=version) if version else r for r in RECIPES.values()]
+    with tempfile.TemporaryDirectory() as staging:  # every model built and checked before any is registered
+        built = [build_model(recipe, splits, topology, Path(staging)) for recipe in recipes]
+        for entry in built:
+            try:
+                check_registrable(out_dir, entry)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (seed {seed}; build it with a new --version)") from exc
+        for entry in built:
+            register(out_dir, entry, (Path(staging) / entry.file).read_bytes())
+    return load_manifest(out_dir), built

@@ -1,4 +1,4 @@
-"""Model lifecycle on the registry (models/manifest.json): list, promote to canary or all, roll back.
+"""Model lifecycle on the registry (models/manifest.json): register, list, promote to canary or all, roll back.
 
 A promotion checks what deploying the version would break before it writes anything: the file
 must hash to the registry's sha256, and the model must be allowed in every jurisdiction where the
@@ -12,6 +12,7 @@ import hashlib
 from enum import StrEnum
 from pathlib import Path
 
+from domicile.config.project import MANIFEST_FILE
 from domicile.config.topology import FleetMode, ModelRole, Topology
 from domicile.errors import ConfigError, ModelIntegrityError
 from domicile.models.registry import Manifest, ModelEntry, Stages, load_manifest, write_manifest
@@ -27,7 +28,49 @@ def jurisdictions_running(topology: Topology, entry: ModelEntry) -> set[str]:
     if entry.role == ModelRole.EDGE.value:
         modes = (FleetMode.EDGE_ONLY, FleetMode.HYBRID)
         return {f.jurisdiction for f in topology.fleets.values() if f.mode in modes}
+    if entry.role == ModelRole.SPLIT.value:
+        return {f.jurisdiction for f in topology.fleets.values() if f.mode is FleetMode.SPLIT}
     return {f.jurisdiction for f in topology.fleets.values()}
+
+
+def check_registrable(model_dir: Path, entry: ModelEntry) -> Manifest | None:
+    """The registry as it is (None if there is none yet), if `entry` may join it; else a ConfigError."""
+    manifest = load_manifest(model_dir) if (model_dir / MANIFEST_FILE).exists() else None
+    known = manifest.versions.get(entry.name, {}).get(entry.version) if manifest else None
+    if known is not None and known.sha256 != entry.sha256:
+        raise ConfigError(
+            f"models.{entry.name} {entry.version} already exists with sha256 {known.sha256[:12]}; these bytes "
+            f"have {entry.sha256[:12]}: versions are immutable, register them as a new version"
+        )
+    other_role = next((e.role for e in (manifest.versions.get(entry.name, {}) if manifest else {}).values()), None)
+    if other_role is not None and other_role != entry.role:
+        raise ConfigError(f"models.{entry.name}: role {entry.role!r}, but the registry has it as {other_role!r}")
+    return manifest
+
+
+def register(model_dir: Path, entry: ModelEntry, blob: bytes) -> Manifest:
+    """Add a version and its file to the registry: live if it is the model's first, else one to promote.
+
+    Versions are immutable: the same version again must have the same bytes (then nothing changes
+    but the entry), and a released file is never overwritten.
+    """
+    manifest = check_registrable(model_dir, entry)
+    versions = {name: dict(v) for name, v in manifest.versions.items()} if manifest else {}
+    stages = dict(manifest.stages) if manifest else {}
+    known = versions.get(entry.name, {}).get(entry.version)
+    if hashlib.sha256(blob).hexdigest() != entry.sha256:
+        raise ModelIntegrityError(f"models.{entry.name} {entry.version}: the bytes do not hash to the entry's sha256")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = model_dir / entry.file
+    if not target.exists() or target.read_bytes() != blob:
+        if known is not None and target.exists():
+            raise ModelIntegrityError(f"{target}: a released file differs from its registry entry; restore it")
+        target.write_bytes(blob)
+    versions.setdefault(entry.name, {})[entry.version] = entry
+    stages.setdefault(entry.name, Stages(live=entry.version))
+    updated = Manifest(versions=versions, stages=stages)
+    write_manifest(updated, model_dir)
+    return updated
 
 
 def check_deployable(model_dir: Path, entry: ModelEntry, topology: Topology) -> None:
@@ -39,6 +82,13 @@ def check_deployable(model_dir: Path, entry: ModelEntry, topology: Topology) -> 
         raise ModelIntegrityError(
             f"models.{entry.name} {entry.version}: {path.name} has sha256 {actual[:12]}, the registry says "
             f"{entry.sha256[:12]}; refusing to promote"
+        )
+    placement = topology.models.get(entry.name)
+    cut = placement.cut if placement else None
+    if entry.split is not None and cut and f"{cut}/tail" not in entry.split.parts:  # every cut has a tail
+        raise ConfigError(
+            f"models.{entry.name} {entry.version}: no parts at the topology's cut {cut!r}; run `domicile split "
+            f"partition --model {entry.name} --version {entry.version} --cut {cut}` first"
         )
     outside = sorted(jurisdictions_running(topology, entry) - set(entry.allowed_jurisdictions))
     if outside:
@@ -97,11 +147,11 @@ def stage_of(manifest: Manifest, name: str, version: str) -> str:
 
 
 def listing(manifest: Manifest) -> list[tuple[str, ...]]:
-    """One row per version: name, version, stage, sha256, size, test accuracy, jurisdictions."""
+    """One row per version: name, role, version, stage, sha256, size, test accuracy, jurisdictions."""
     rows: list[tuple[str, ...]] = []
     for name, versions in sorted(manifest.versions.items()):
         for version, entry in sorted(versions.items()):
             stage = stage_of(manifest, name, version)
-            rows.append((name, version, stage, entry.sha256[:12], f"{entry.size_bytes:,}",
+            rows.append((name, entry.role, version, stage, entry.sha256[:12], f"{entry.size_bytes:,}",
                          f"{entry.metrics.test_accuracy:.4f}", ",".join(entry.allowed_jurisdictions)))  # fmt: skip
     return rows

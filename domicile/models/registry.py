@@ -1,7 +1,9 @@
 """The model registry (models/manifest.json): every version of every model, and which one is deployed.
 
-Per model: its versions (each with file, sha256, metrics, training-data fingerprint, drift
-baseline and allowed jurisdictions) and its stages: `live` (served everywhere), an optional
+One registry for every role: edge and cloud classifiers, and split models (a whole model plus the
+head and tail parts it was cut into, in the version's `split` section). Per model: its versions
+(each with file, sha256, metrics, training-data fingerprint, drift baseline and allowed
+jurisdictions) and its stages: `live` (served everywhere), an optional
 `canary` (what the next `cdk deploy` rolls out first: CodeDeploy's canary in the cloud, the staged
 Greengrass rollout on devices) and the `history` of earlier live versions that `rollback` returns to.
 Versions are immutable: a rebuild that gives other bytes needs a new version.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,10 +50,43 @@ class EscalationPolicy(_Frozen):
     validation_escalation_rate: float = Field(ge=0, le=1)
 
 
+class SplitPart(_Frozen):
+    """One part of a split model: the head (input -> cut) or the tail (cut -> outputs)."""
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(gt=0)
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+class SplitSpec(_Frozen):
+    """Where a split model may be cut, how wide each cut is, and the parts cut so far."""
+
+    cuts: tuple[str, ...] = Field(min_length=1)  # candidate tensors in graph order: the input first
+    cut_widths: dict[str, int]  # values per case at each cut
+    parts: dict[str, SplitPart] = {}  # "<cut>/head", "<cut>/tail"
+
+    @model_validator(mode="after")
+    def _widths_of_cuts(self) -> SplitSpec:
+        missing = [cut for cut in self.cuts if cut not in self.cut_widths]
+        if missing:
+            raise ValueError(f"cut_widths: no width for cut {missing[0]!r}")
+        for key in self.parts:
+            cut, _, half = key.partition("/")
+            if cut not in self.cuts or half not in ("head", "tail"):
+                raise ValueError(f"parts.{key}: not '<cut>/head' or '<cut>/tail' of a known cut")
+        return self
+
+
+# What the inference function and the edge runtime answer by name (a split model is served in parts).
+SERVED_ROLES = ("edge", "cloud")
+
+
 class ModelEntry(_Frozen):
     name: str
     version: str
-    role: str
+    role: Literal["edge", "cloud", "split"]
     file: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(gt=0)
@@ -65,6 +101,14 @@ class ModelEntry(_Frozen):
     description: str = ""
     escalation: EscalationPolicy | None = None  # edge models only
     baseline: InputBaseline | None = None  # the training inputs' distribution, for drift (PSI)
+    split: SplitSpec | None = None  # split models only
+
+    @model_validator(mode="after")
+    def _split_section_for_split_models(self) -> ModelEntry:
+        if (self.role == "split") != (self.split is not None):
+            needs = "needs" if self.role == "split" else "has no"
+            raise ValueError(f"split: a {self.role} model {needs} a split section")
+        return self
 
     @property
     def n_features(self) -> int:
@@ -103,6 +147,15 @@ class Manifest(_Frozen):
     def models(self) -> dict[str, ModelEntry]:
         """The deployed version of each model."""
         return {name: self.versions[name][stages.deployed] for name, stages in sorted(self.stages.items())}
+
+    def with_role(self, *roles: str) -> dict[str, ModelEntry]:
+        """The deployed version of each model of these roles."""
+        return {name: entry for name, entry in self.models.items() if entry.role in roles}
+
+    @property
+    def served(self) -> dict[str, ModelEntry]:
+        """What answers requests by name: the deployed edge and cloud models."""
+        return self.with_role(*SERVED_ROLES)
 
     def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)

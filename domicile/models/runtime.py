@@ -47,7 +47,10 @@ def verified_model_bytes(path: Path, expected_sha256: str) -> bytes:
 
 
 class ModelRuntime:
-    """Serves the models of one manifest; sessions are created on first use and then reused."""
+    """Serves the edge and cloud models of one registry; sessions are created on first use and then reused.
+
+    Split models are served in parts (domicile.split.runtime), never whole from here.
+    """
 
     def __init__(self, model_dir: Path, manifest: Manifest | None = None, intra_op_threads: int = 1) -> None:
         self.model_dir = Path(model_dir)
@@ -59,9 +62,9 @@ class ModelRuntime:
         self._pinned: dict[str, ModelEntry] = {}  # a name served by another version than the deployed one
 
     def entry(self, name: str) -> ModelEntry:
-        entry = self._pinned.get(name) or self.manifest.get(name)
+        entry = self._pinned.get(name) or self.manifest.served.get(name)
         if entry is None:
-            raise ModelNotFoundError(name, list(self.manifest.models))
+            raise ModelNotFoundError(name, list(self.manifest.served))
         return entry
 
     def load_or_fall_back(self, name: str) -> str | None:
@@ -101,7 +104,7 @@ class ModelRuntime:
         return session
 
     def warm(self, *names: str) -> None:
-        for name in names or tuple(self.manifest.models):
+        for name in names or tuple(self.manifest.served):
             self.session(name)
 
     def predict(self, name: str, features: Any, field: str = "features") -> Predictions:

@@ -1,32 +1,22 @@
 """Train and export the splittable model (scikit-learn, then skl2onnx), reproducibly: same seed, same bytes.
 
-Build-time only (`domicile split build`); the schema it writes is `split.model`'s.
+Build-time only (`domicile split build`): it registers the model in the one registry, role `split`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from domicile.config.project import split_dir
+from domicile.config.project import registry_dir
+from domicile.config.topology import Topology, load_topology
 from domicile.models.datasets import CLASS_LABELS, DigitsSplits, load_digits_splits
-from domicile.split.model import (
-    CUTS,
-    HIDDEN,
-    INPUT,
-    N_INPUT,
-    NAME,
-    OUTPUTS,
-    TARGET_OPSET,
-    VERSION,
-    SplitManifest,
-    cut_widths,
-    part_entry,
-    upscale,
-    write_split_manifest,
-)
+from domicile.models.drift import InputBaseline
+from domicile.models.registry import ModelEntry, ModelMetrics, SplitSpec, TensorSpec
+from domicile.split.model import CUTS, HIDDEN, INPUT, N_INPUT, NAME, OUTPUTS, TARGET_OPSET, VERSION, cut_widths, upscale
 
 
 def _rename(model: Any, names: dict[str, str]) -> None:
@@ -84,25 +74,35 @@ def train(splits: DigitsSplits, max_iter: int = 60) -> Any:
     return estimator
 
 
-def build(out_dir: Path | None = None, seed: int = 7, max_iter: int = 60) -> SplitManifest:
-    """Train, export and write the whole model and its manifest (partitions are added by `partition`)."""
+def build(
+    model_dir: Path | None = None, seed: int = 7, max_iter: int = 60, topology: Topology | None = None
+) -> ModelEntry:
+    """Train and export the whole model, and register it (role `split`); `partition` adds its parts."""
     import onnxruntime as ort
 
-    out_dir = out_dir or split_dir()
+    from domicile.models.lifecycle import register
 
+    model_dir = registry_dir(model_dir)
+    placement = (topology or load_topology()).models.get(NAME)
     splits = load_digits_splits(seed)
     blob = to_onnx_bytes(train(splits, max_iter))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{NAME}-{VERSION}.onnx"
-    path.write_bytes(blob)
     session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-    labels = session.run(["label"], {INPUT: upscale(splits.test.x)})[0]
-    widths = cut_widths()
-    manifest = SplitManifest(
-        name=NAME, version=VERSION, seed=seed, training_data_sha256=splits.fingerprint(), hidden_layers=HIDDEN,
-        cuts=CUTS, cut_widths=widths, class_labels=CLASS_LABELS,
-        test_accuracy=round(float(np.mean(labels == splits.test.y)), 6), allowed_jurisdictions=("eu", "us"),
-        model=part_entry(path, (INPUT,), OUTPUTS),
+
+    def accuracy(x: np.ndarray, y: np.ndarray) -> float:
+        return round(float(np.mean(session.run(["label"], {INPUT: upscale(x)})[0] == y)), 6)
+
+    layers = "->".join(str(n) for n in (N_INPUT, *HIDDEN, len(CLASS_LABELS)))
+    entry = ModelEntry(
+        name=NAME, version=VERSION, role="split", file=f"{NAME}-{VERSION}.onnx",
+        sha256=hashlib.sha256(blob).hexdigest(), size_bytes=len(blob),
+        input=TensorSpec(name=INPUT, shape=(-1, N_INPUT), dtype="float32"),
+        label_output=OUTPUTS[0], probabilities_output=OUTPUTS[1], class_labels=CLASS_LABELS,
+        metrics=ModelMetrics(validation_accuracy=accuracy(splits.validation.x, splits.validation.y),
+                             test_accuracy=accuracy(splits.test.x, splits.test.y)),
+        allowed_jurisdictions=placement.jurisdictions if placement else ("eu", "us"),
+        seed=seed, training_data_sha256=splits.fingerprint(), description=f"MLP {layers}",
+        baseline=InputBaseline.from_training(upscale(splits.train.x)),
+        split=SplitSpec(cuts=CUTS, cut_widths=cut_widths()),
     )  # fmt: skip
-    write_split_manifest(manifest, out_dir)
-    return manifest
+    register(model_dir, entry, blob)
+    return entry

@@ -1,9 +1,10 @@
-"""The splittable model's schema: its manifest, its parts and the tensors it can be cut at.
+"""The digits split model's shape, and where a split model's entry and parts live in the registry.
 
 The digits are 8x8; the split model reads them as a 32x32 sensor would deliver them (each pixel a
 4x4 block: no new information, a larger input), so that where the model is cut matters: sending the
 input costs 1,024 values, the 32-wide bottleneck after the first layer only 32. Layers after the
-bottleneck are wide, so running them on a slow device costs time. `split.build` trains and exports it.
+bottleneck are wide, so running them on a slow device costs time. `split.build` trains and exports it
+into the one model registry (`models/manifest.json`, role `split`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from domicile.config.project import split_dir
+from domicile.errors import ConfigError
 from domicile.models.datasets import CLASS_LABELS
+from domicile.models.registry import Manifest, ModelEntry, SplitPart, SplitSpec
 
 NAME = "digits-deep"
 VERSION = "1.0.0"
@@ -35,56 +36,24 @@ def upscale(x: np.ndarray) -> np.ndarray:
     return blocks.reshape(len(blocks), N_INPUT)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class PartEntry(_Frozen):
-    """One ONNX file of the split model: the whole, a head or a tail."""
-
-    file: str
-    sha256: str
-    size_bytes: int
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-
-
-class SplitManifest(_Frozen):
-    name: str
-    version: str
-    seed: int
-    training_data_sha256: str
-    hidden_layers: tuple[int, ...]
-    cuts: tuple[str, ...]
-    cut_widths: dict[str, int]
-    class_labels: tuple[str, ...]
-    test_accuracy: float
-    allowed_jurisdictions: tuple[str, ...]
-    model: PartEntry
-    parts: dict[str, PartEntry] = {}  # "<cut>/head", "<cut>/tail"
-
-
 def cut_widths() -> dict[str, int]:
     widths = {"pixels": N_INPUT, "scaled": N_INPUT} | {f"hidden{i + 1}": w for i, w in enumerate(HIDDEN)}
     return widths | {"probabilities": len(CLASS_LABELS)}
 
 
-def part_entry(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> PartEntry:
+def part_entry(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> SplitPart:
     blob = path.read_bytes()
-    return PartEntry(file=path.name, sha256=hashlib.sha256(blob).hexdigest(), size_bytes=len(blob),
+    return SplitPart(file=path.name, sha256=hashlib.sha256(blob).hexdigest(), size_bytes=len(blob),
                      inputs=inputs, outputs=outputs)  # fmt: skip
 
 
-def write_split_manifest(manifest: SplitManifest, out_dir: Path) -> Path:
-    path = out_dir / "manifest.json"
-    path.write_text(manifest.model_dump_json(indent=2) + "\n")
-    return path
+def split_entry(manifest: Manifest, name: str, version: str | None = None) -> tuple[ModelEntry, SplitSpec]:
+    """The deployed (or the given) version of split model `name` and its split section.
 
-
-def load_split_manifest(model_dir: Path | None = None) -> SplitManifest:
-    from domicile.errors import ConfigError
-
-    path = (model_dir or split_dir()) / "manifest.json"
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist; run `domicile split build`")
-    return SplitManifest.model_validate_json(path.read_text())
+    Anything else is a ConfigError naming the registry's split models.
+    """
+    entry = manifest.version(name, version) if version else manifest.get(name)
+    if entry is None or entry.split is None:
+        known = ", ".join(sorted(manifest.with_role("split"))) or "none"
+        raise ConfigError(f"models.{name}: not a split model in the registry (split models: {known})")
+    return entry, entry.split

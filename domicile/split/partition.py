@@ -7,18 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from domicile.config.project import split_dir
+from domicile.config.project import registry_dir
 from domicile.errors import ConfigError, DomicileError
-from domicile.split.model import (
-    CUTS,
-    INPUT,
-    OUTPUTS,
-    SplitManifest,
-    load_split_manifest,
-    part_entry,
-    upscale,
-    write_split_manifest,
-)
+from domicile.models.registry import Manifest, ModelEntry, load_manifest, write_manifest
+from domicile.split.model import CUTS, INPUT, NAME, OUTPUTS, part_entry, split_entry, upscale
 
 TOLERANCE = 1e-5
 
@@ -90,23 +82,29 @@ def check_equivalence(whole: bytes, parts: Parts, pixels: np.ndarray) -> float:
     return worst
 
 
-def partition(cut: str, model_dir: Path | None = None) -> SplitManifest:
-    """Write `<model>.<cut>.head.onnx` and `.tail.onnx`, checked on the test split, into the manifest."""
+def partition(cut: str, model_dir: Path | None = None, name: str = NAME, version: str | None = None) -> ModelEntry:
+    """Write `<model>.<cut>.head.onnx` and `.tail.onnx`, checked on the test split, into the version's entry.
+
+    The deployed version unless `version` is given (a new version is partitioned before it is promoted).
+    """
     from domicile.models.datasets import load_digits_splits
     from domicile.models.runtime import verified_model_bytes
 
-    model_dir = model_dir or split_dir()
-    manifest = load_split_manifest(model_dir)
-    whole = verified_model_bytes(model_dir / manifest.model.file, manifest.model.sha256)
+    model_dir = registry_dir(model_dir)
+    manifest = load_manifest(model_dir)
+    entry, spec = split_entry(manifest, name, version)
+    whole = verified_model_bytes(model_dir / entry.file, entry.sha256)
     head, tail = split_at(whole, cut)
-    check_equivalence(whole, Parts(head, tail), upscale(load_digits_splits(manifest.seed).test.x))
-    stem = manifest.model.file.removesuffix(".onnx")
-    parts = dict(manifest.parts)
+    check_equivalence(whole, Parts(head, tail), upscale(load_digits_splits(entry.seed).test.x))
+    stem = entry.file.removesuffix(".onnx")
+    parts = dict(spec.parts)
     if head is not None:
         (model_dir / f"{stem}.{cut}.head.onnx").write_bytes(head)
         parts[f"{cut}/head"] = part_entry(model_dir / f"{stem}.{cut}.head.onnx", (INPUT,), (cut,))
     (model_dir / f"{stem}.{cut}.tail.onnx").write_bytes(tail)
     parts[f"{cut}/tail"] = part_entry(model_dir / f"{stem}.{cut}.tail.onnx", (cut,), tail_outputs(cut))
-    updated = manifest.model_copy(update={"parts": dict(sorted(parts.items()))})
-    write_split_manifest(updated, model_dir)
+    # The parts are derived from the version's own bytes: adding them leaves the version what it was.
+    updated = entry.model_copy(update={"split": spec.model_copy(update={"parts": dict(sorted(parts.items()))})})
+    versions = {**manifest.versions, name: {**manifest.versions[name], entry.version: updated}}
+    write_manifest(Manifest(versions=versions, stages=manifest.stages), model_dir)
     return updated

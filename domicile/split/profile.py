@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from domicile.config.project import split_dir
+from domicile.config.project import registry_dir
+from domicile.models.registry import load_manifest
 from domicile.split.codec import ENCODINGS, decode, encode, to_payload
-from domicile.split.model import CUTS, INPUT, load_split_manifest, upscale
+from domicile.split.model import CUTS, INPUT, NAME, split_entry, upscale
 from domicile.split.partition import Parts, split_at
 from domicile.wire.envelope import Encoding, ModelRef, SplitEnvelope
 
@@ -50,7 +51,7 @@ def _median_ms(run: Callable[[None, dict[str, np.ndarray]], Any], feeds: dict[st
     return statistics.median(samples) * 1000
 
 
-def measure(model_dir: Path | None = None, repeat: int = 200) -> ModelProfile:
+def measure(model_dir: Path | None = None, repeat: int = 200, name: str = NAME) -> ModelProfile:
     """Time every segment on one case (as a device runs it), and every encoding's accuracy on the test split."""
     import onnx.utils
     import onnxruntime as ort
@@ -58,10 +59,10 @@ def measure(model_dir: Path | None = None, repeat: int = 200) -> ModelProfile:
     from domicile.models.datasets import load_digits_splits
     from domicile.models.runtime import verified_model_bytes
 
-    model_dir = model_dir or split_dir()
-    manifest = load_split_manifest(model_dir)
-    whole = verified_model_bytes(model_dir / manifest.model.file, manifest.model.sha256)
-    test = load_digits_splits(manifest.seed).test
+    model_dir = registry_dir(model_dir)
+    entry, spec = split_entry(load_manifest(model_dir), name)
+    whole = verified_model_bytes(model_dir / entry.file, entry.sha256)
+    test = load_digits_splits(entry.seed).test
     pixels = upscale(test.x)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -89,5 +90,5 @@ def measure(model_dir: Path | None = None, repeat: int = 200) -> ModelProfile:
         segment_ms.append(timed(ort.InferenceSession(segment, options, providers=["CPUExecutionProvider"]), start))
     label_ms = timed(parts[CUTS[-1]].tail, CUTS[-1])  # the last cut's tail is the label step alone
     losses = {k: round((whole_accuracy - v) * 100, 3) for k, v in losses.items()}
-    return ModelProfile(CUTS, tuple(segment_ms), label_ms, tuple(manifest.cut_widths[c] for c in CUTS),
+    return ModelProfile(CUTS, tuple(segment_ms), label_ms, tuple(spec.cut_widths[c] for c in CUTS),
                         whole_accuracy, losses)  # fmt: skip

@@ -1,6 +1,6 @@
 """The deployed split: the head a device runs and the tail the cloud runs, at the topology's cut.
 
-Both halves load only files whose sha256 matches the split manifest. The tail refuses activations
+Both halves load only files whose sha256 matches the split model's registry entry. The tail refuses activations
 from any head but its own (the envelope carries the head's sha256): a head from another build
 produces numbers that this tail would turn into confident nonsense.
 """
@@ -15,37 +15,39 @@ import onnxruntime as ort
 
 from domicile.cloud.answers import answer_envelope
 from domicile.errors import ConfigError, InputError
+from domicile.models.registry import ModelEntry, SplitPart, SplitSpec, load_manifest
 from domicile.models.runtime import verified_model_bytes
 from domicile.models.validation import features_matrix
 from domicile.split.codec import from_payload, to_payload
-from domicile.split.model import INPUT, PartEntry, SplitManifest, load_split_manifest, upscale
+from domicile.split.model import INPUT, split_entry, upscale
 from domicile.wire.envelope import Encoding, ModelRef, ResultEnvelope, SplitEnvelope, SplitPayload
 
 N_SENSOR_FEATURES = 64  # what the device's sensor hands over: 8x8 digits, read by the head at 32x32
 
 
-def _part(manifest: SplitManifest, cut: str, half: str, model_dir: Path) -> PartEntry:
-    if cut not in manifest.cuts:
-        raise ConfigError(f"cut: unknown tensor {cut!r}; the cuts are {', '.join(manifest.cuts)}")
-    part = manifest.parts.get(f"{cut}/{half}")
+def _part(entry: ModelEntry, spec: SplitSpec, cut: str, half: str) -> SplitPart:
+    if cut not in spec.cuts:
+        raise ConfigError(f"cut: unknown tensor {cut!r}; the cuts are {', '.join(spec.cuts)}")
+    part = spec.parts.get(f"{cut}/{half}")
     if part is None:
         raise ConfigError(
-            f"{model_dir / 'manifest.json'}: no {half} for cut {cut!r}; run `domicile split partition --cut {cut}`"
+            f"models.{entry.name} {entry.version}: no {half} for cut {cut!r}; "
+            f"run `domicile split partition --model {entry.name} --cut {cut}`"
         )
     return part
 
 
-def _session(model_dir: Path, part: PartEntry, threads: int) -> ort.InferenceSession:
+def _session(model_dir: Path, part: SplitPart, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     blob = verified_model_bytes(model_dir / part.file, part.sha256)
     return ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
 
 
-def head_sha256(manifest: SplitManifest, cut: str) -> str:
+def head_sha256(entry: ModelEntry, spec: SplitSpec, cut: str) -> str:
     """What identifies the device half: its head's hash (the whole model's when the cut is the input)."""
-    part = manifest.parts.get(f"{cut}/head")
-    return part.sha256 if part else manifest.model.sha256
+    part = spec.parts.get(f"{cut}/head")
+    return part.sha256 if part else entry.sha256
 
 
 class SplitHead:
@@ -53,15 +55,15 @@ class SplitHead:
 
     n_features = N_SENSOR_FEATURES
 
-    def __init__(self, model_dir: Path, cut: str, encoding: Encoding, intra_op_threads: int = 1) -> None:
-        manifest = load_split_manifest(Path(model_dir))
+    def __init__(self, model_dir: Path, name: str, cut: str, encoding: Encoding, intra_op_threads: int = 1) -> None:
+        entry, spec = split_entry(load_manifest(Path(model_dir)), name)
         self.cut = cut
         self.encoding = encoding
-        self.width = manifest.cut_widths.get(cut, 0)
+        self.width = spec.cut_widths.get(cut, 0)
         # Cutting at the input leaves nothing to run on the device: it sends the 32x32 pixels.
-        part = None if cut == INPUT else _part(manifest, cut, "head", Path(model_dir))
+        part = None if cut == INPUT else _part(entry, spec, cut, "head")
         self._session = _session(Path(model_dir), part, intra_op_threads) if part else None
-        self.model_ref = ModelRef(name=manifest.name, version=manifest.version, sha256=head_sha256(manifest, cut))
+        self.model_ref = ModelRef(name=entry.name, version=entry.version, sha256=head_sha256(entry, spec, cut))
 
     def activations(self, features: object) -> np.ndarray:
         """(N, width) float32 activations at the cut for N rows of 64 features."""
@@ -77,14 +79,14 @@ class SplitHead:
 class SplitTail:
     """The cloud half: finishes the cases a head started, in one vectorized run per batch."""
 
-    def __init__(self, model_dir: Path, cut: str, intra_op_threads: int = 1) -> None:
-        manifest = load_split_manifest(Path(model_dir))
-        part = _part(manifest, cut, "tail", Path(model_dir))
+    def __init__(self, model_dir: Path, name: str, cut: str, intra_op_threads: int = 1) -> None:
+        entry, spec = split_entry(load_manifest(Path(model_dir)), name)
+        part = _part(entry, spec, cut, "tail")
         self.cut = cut
-        self.width = manifest.cut_widths[cut]
-        self.class_labels = manifest.class_labels
-        self.head_sha256 = head_sha256(manifest, cut)
-        self.model_ref = ModelRef(name=manifest.name, version=manifest.version, sha256=part.sha256)
+        self.width = spec.cut_widths[cut]
+        self.class_labels = entry.class_labels
+        self.head_sha256 = head_sha256(entry, spec, cut)
+        self.model_ref = ModelRef(name=entry.name, version=entry.version, sha256=part.sha256)
         self._session = _session(Path(model_dir), part, intra_op_threads)
         self._outputs = list(part.outputs)
 

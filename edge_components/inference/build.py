@@ -31,7 +31,7 @@ def build_device(
         spool = Spool(settings.spool_dir, settings.spool_max_entries, settings.spool_max_bytes)
     head = None
     if settings.mode is FleetMode.SPLIT and settings.split_cut:  # the settings insist on a cut in split mode
-        head = SplitHead(settings.model_dir, settings.split_cut, settings.split_encoding)
+        head = SplitHead(settings.model_dir, settings.model_name, settings.split_cut, settings.split_encoding)
     return EdgeDevice(
         identity,
         settings.mode,

@@ -30,7 +30,8 @@ class EdgeSettings(BaseSettings):
     max_envelope_bytes: int = Field(default=5 * 1024, gt=256, le=128 * 1024)
     max_delay_s: float = Field(default=1.0, gt=0)
     escalation_threshold: float | None = Field(default=None, ge=0, le=1)
-    # Split fleets: MODEL_DIR is the split model component's folder, with the head at this cut.
+    # Split fleets: MODEL_DIR is the split model component's folder and MODEL_NAME the split model,
+    # whose head ends at this cut.
     split_cut: str | None = None
     split_encoding: Encoding = "float32"
 

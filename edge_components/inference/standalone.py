@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from domicile.config.project import registry_dir, split_dir
+from domicile.config.project import registry_dir
 from domicile.config.topology import FleetMode, ModelRole, load_topology
 from domicile.edge.transport import MqttTransport
 from edge_components.inference.build import build_device
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         jurisdiction=fleet.jurisdiction,
         home_region=fleet.home_region,
         mode=fleet.mode,
-        model_dir=split_dir(args.model_dir) if split else registry_dir(args.model_dir),
+        model_dir=registry_dir(args.model_dir),
         model_name=split.name if split else topology.model_for(ModelRole.EDGE).name,
         split_cut=split.cut if split else None,
         split_encoding=(split.encoding or "float32") if split else "float32",

@@ -36,7 +36,7 @@ from domicile.config.project import MANIFEST_FILE
 from domicile.config.topology import EdgeComponentKind, Fleet, FleetMode, ModelPlacement
 from domicile.errors import ConfigError
 from domicile.models.registry import ModelEntry, load_manifest
-from domicile.split.model import load_split_manifest
+from domicile.split.model import split_entry
 from domicile.wire.topics import ROOT as TOPIC_ROOT
 from infra.bundling import EDGE_PACKAGE, PROJECT_ROOT, asset_hash, build_asset, python_function_code
 from infra.constructs.nag import BASIC_EXECUTION
@@ -75,7 +75,8 @@ PLATFORM = {"os": "linux", "architecture": "aarch64"}
 class ModelArtifacts:
     """What one model component ships to devices: a model file and the manifest that vouches for it."""
 
-    name: str
+    name: str  # the component's: com.domicile.model.<name>
+    model: str  # the registry's name, which the device loads
     version: str
     sha256: str
     description: str
@@ -90,22 +91,23 @@ class ModelArtifacts:
         files = [model_dir / model.file]
         if previous and previous != model.version:
             files.append(model_dir / registry.versions[model.name][previous].file)
-        return cls(model.name, model.version, model.sha256, model.description, (*files, model_dir / MANIFEST_FILE))
+        files.append(model_dir / MANIFEST_FILE)
+        return cls(model.name, model.name, model.version, model.sha256, model.description, tuple(files))
 
     @classmethod
-    def split_head(cls, placement: ModelPlacement, split_dir: Path) -> ModelArtifacts:
+    def split_head(cls, placement: ModelPlacement, model_dir: Path) -> ModelArtifacts:
         """The head of the split model at the topology's cut; synth fails if it was never partitioned."""
-        manifest = load_split_manifest(split_dir)
+        entry, spec = split_entry(load_manifest(model_dir), placement.name)
         key = f"{placement.cut}/head"
-        if key not in manifest.parts:
+        if key not in spec.parts:
             raise ConfigError(
-                f"models.{placement.name}.cut: {split_dir / 'manifest.json'} has no head at {placement.cut!r}; "
-                f"run `domicile split partition --cut {placement.cut}`"
+                f"models.{placement.name}.cut: the registry has no head of {entry.name} {entry.version} at "
+                f"{placement.cut!r}; run `domicile split partition --model {entry.name} --cut {placement.cut}`"
             )
-        head = manifest.parts[key]
-        files = (split_dir / head.file, split_dir / "manifest.json")
-        description = f"head of {manifest.name} up to {placement.cut}"
-        return cls(f"{manifest.name}-head", manifest.version, head.sha256, description, files)
+        head = spec.parts[key]
+        files = (model_dir / head.file, model_dir / MANIFEST_FILE)
+        description = f"head of {entry.name} up to {placement.cut}"
+        return cls(f"{entry.name}-head", entry.name, entry.version, head.sha256, description, files)
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class EdgeFleets(Construct):
         if split_fleets:
             if props.split is None:
                 raise ConfigError(f"fleets.{split_fleets[0]}.mode: split needs a model with role 'split'")
-            head = ModelArtifacts.split_head(props.split, props.model_dir / "split")
+            head = ModelArtifacts.split_head(props.split, props.model_dir)
             self.model_components[FleetMode.SPLIT] = self._model_component("SplitHead", head)
 
         kinds = {fleet.component for fleet in props.fleets}
@@ -279,7 +281,7 @@ class EdgeFleets(Construct):
             "JURISDICTION": fleet.jurisdiction,
             "HOME_REGION": fleet.home_region,
             "MODE": fleet.mode.value,
-            "MODEL_NAME": model.artifacts.name,
+            "MODEL_NAME": model.artifacts.model,
             "MODEL_DIR": model.model_dir,
             "SPOOL_DIR": "{work:path}/spool",  # the component's own work folder (recipe variable work:path)
         }

@@ -42,7 +42,8 @@ class InferenceFunctionProps:
     results_queue: sqs.IQueue
     escalation_dlq: sqs.IQueue
     allowed_regions: tuple[str, ...]
-    split_cut: str | None = None  # set where split fleets live: the tensor the tail starts at
+    split_model: str | None = None  # set where split fleets live: the split model's registry name
+    split_cut: str | None = None  # and the tensor its tail starts at
     model_versions: str = ""  # the registry's deployed versions: a promotion makes new function versions
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     memory_mb: int = 1024
@@ -118,10 +119,10 @@ class InferenceFunction(Construct):
         self.escalate = function("Escalate", "functions.inference.iot_escalate.handler", "Answers IoT escalations")
         self.split_tail: lambda_.Function | None = None
         rule_functions = [self.escalate]
-        if props.split_cut:
+        if props.split_model and props.split_cut:
             self.split_tail = function(
                 "SplitTail", "functions.inference.split_tail.handler", "Finishes split cases (the deep model's tail)",
-                {"SPLIT_CUT": props.split_cut},
+                {"SPLIT_MODEL": props.split_model, "SPLIT_CUT": props.split_cut},
             )  # fmt: skip
             rule_functions.append(self.split_tail)
         for fn in rule_functions:

@@ -62,6 +62,7 @@ class RegionalStack(Stack):
                 results_queue=self.results.queue,
                 escalation_dlq=self.escalation_dlq,
                 allowed_regions=topology.regions_of(self.jurisdiction),
+                split_model=split_model.name if split_model and has_split_fleets else None,
                 split_cut=split_model.cut if split_model and has_split_fleets else None,
                 model_versions=",".join(model_key(e.name, e.version) for e in manifest.models.values()),
             ),

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match, Template
 
 from domicile.config.topology import FleetMode, load_topology
 from domicile.models.registry import load_manifest
-from domicile.split.model import load_split_manifest
+from domicile.split.model import split_entry
 from infra.app import regional_stack_name
 from infra.greengrass import PINNED_VERSIONS
 from tests.conftest import MODELS
@@ -22,7 +22,7 @@ _split = TOPOLOGY.split_model()
 if _split is None:
     raise RuntimeError("these tests expect domicile.toml to deploy a split model")
 SPLIT = _split
-SPLIT_MANIFEST = load_split_manifest(MODELS / "split")
+_, SPLIT_SPEC = split_entry(load_manifest(MODELS), SPLIT.name)
 
 
 @pytest.fixture(params=TOPOLOGY.home_regions())
@@ -78,8 +78,8 @@ def test_model_components_ship_one_zip_whose_files_are_the_registry_files(templa
     recipes = {name: r for name, r in _recipes(template).items() if name.startswith("com.domicile.model.")}
     expected = {"com.domicile.model.digits-edge": [MODELS / EDGE.file, MODELS / "manifest.json"]}
     if _has_split_fleets(region):  # the split fleets' devices get the head at the topology's cut, nothing more
-        head = SPLIT_MANIFEST.parts[f"{SPLIT.cut}/head"]
-        expected["com.domicile.model.digits-deep-head"] = [MODELS / "split" / head.file, MODELS / "split/manifest.json"]
+        head = SPLIT_SPEC.parts[f"{SPLIT.cut}/head"]
+        expected["com.domicile.model.digits-deep-head"] = [MODELS / head.file, MODELS / "manifest.json"]
     assert set(recipes) == set(expected)
     for name, files in expected.items():
         (manifest,) = recipes[name]["Manifests"]
@@ -121,7 +121,8 @@ def test_one_pinned_lambda_component_per_fleet_reading_the_model_where_the_nucle
         assert deps["aws.greengrass.LambdaManager"]["VersionRequirement"] == ">=2.2.5 <3.0.0"
         assert "aws.greengrass.LegacySubscriptionRouter" in deps
         if fleet.mode is FleetMode.SPLIT:
-            assert (env["SPLIT_CUT"], env["SPLIT_ENCODING"]) == (SPLIT.cut, SPLIT.encoding)
+            split = (env["MODEL_NAME"], env["SPLIT_CUT"], env["SPLIT_ENCODING"])
+            assert split == (SPLIT.name, SPLIT.cut, SPLIT.encoding)
         assert ":" in json.dumps(component["LambdaArn"])  # a published version, never $LATEST
 
 
@@ -225,6 +226,7 @@ def test_topic_rules_route_by_kind_with_error_actions(template, region):
         (alias_id,) = template.find_resources("AWS::Lambda::Alias", {"Properties": {"FunctionName": {"Ref": tail_id}}})
         assert split["Actions"][0]["Lambda"]["FunctionArn"] == {"Ref": alias_id}  # the tail's live alias
         tail = template.find_resources("AWS::Lambda::Function")[tail_id]["Properties"]
+        assert tail["Environment"]["Variables"]["SPLIT_MODEL"] == SPLIT.name
         assert tail["Environment"]["Variables"]["SPLIT_CUT"] == SPLIT.cut
     invoked = [p["Properties"]["FunctionName"] for p in by_type(template, "AWS::Lambda::Permission")
                if p["Properties"]["Principal"] == "iot.amazonaws.com"]  # fmt: skip
@@ -264,8 +266,10 @@ def test_a_split_fleet_whose_cut_was_never_partitioned_fails_synth_naming_the_ke
     from infra.constructs.edge_fleet import ModelArtifacts
 
     placement = SPLIT.model_copy(update={"cut": "hidden3"})
-    with pytest.raises(ConfigError, match=r"models\.digits-deep\.cut: .* no head at 'hidden3'; run `domicile split"):
-        ModelArtifacts.split_head(placement, MODELS / "split")
+    expected = (r"models\.digits-deep\.cut: the registry has no head of digits-deep 1\.0\.0 at 'hidden3'; "
+                r"run `domicile split partition --model digits-deep --cut hidden3`")  # fmt: skip
+    with pytest.raises(ConfigError, match=expected):
+        ModelArtifacts.split_head(placement, MODELS)
 
 
 def test_one_drift_alarm_per_fleet_on_the_metric_the_aggregate_function_writes(template, region):

@@ -154,11 +154,11 @@ def test_results_are_compact(runtime, tmp_path):
 
 
 def test_split_mode_sends_each_case_as_the_heads_activation_on_the_split_topic(tmp_path):
-    from domicile.config.project import split_dir
+    from domicile.config.project import registry_dir
     from domicile.split.runtime import SplitHead, SplitTail
     from domicile.wire.envelope import SplitEnvelope
 
-    head = SplitHead(split_dir(), "hidden1", "float16")
+    head = SplitHead(registry_dir(), "digits-deep", "hidden1", "float16")
     identity = DeviceIdentity("hamburg-lab-0", "hamburg-lab", "eu", "eu-central-1")
     recorder = Recorder()
     device = EdgeDevice(identity, FleetMode.SPLIT, StoreAndForward(recorder, Spool(tmp_path)), head)
@@ -171,7 +171,7 @@ def test_split_mode_sends_each_case_as_the_heads_activation_on_the_split_topic(t
     splits = [e for _, e, _ in sent if isinstance(e, SplitEnvelope)]
     assert [e.payload.case_id for e in splits] == [f"c{i}" for i in range(20)]
     assert all(e.model == head.model_ref and e.payload.dtype == "float16" for e in splits)
-    answers = SplitTail(split_dir(), "hidden1").answer(splits)  # what the cloud makes of them
+    answers = SplitTail(registry_dir(), "digits-deep", "hidden1").answer(splits)  # what the cloud makes of them
     assert np.mean([a.payload.labels[0] == str(y) for a, y in zip(answers, TEST.y[:20], strict=True)]) >= 0.9
 
 

@@ -18,12 +18,15 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 def test_committed_manifest_matches_committed_files():
     manifest = load_manifest(MODELS)
-    assert set(manifest.models) == {"digits-edge", "digits-cloud"}
+    # One registry for every role: the split model's entry holds its parts.
+    assert {name: e.role for name, e in manifest.models.items()} == {
+        "digits-edge": "edge", "digits-cloud": "cloud", "digits-deep": "split"
+    }  # fmt: skip
     for entry in manifest.models.values():
         blob = (MODELS / entry.file).read_bytes()
         assert hashlib.sha256(blob).hexdigest() == entry.sha256
         assert len(blob) == entry.size_bytes
-        assert entry.input.shape == (-1, 64)
+        assert entry.input.shape == ((-1, 1024) if entry.split else (-1, 64))
         assert entry.class_labels == tuple(str(d) for d in range(10))
         assert set(entry.allowed_jurisdictions) == {"eu", "us"}
 
@@ -38,7 +41,7 @@ def test_cloud_model_is_more_accurate_and_edge_model_is_smaller():
 def test_recorded_accuracy_is_what_the_model_scores_on_the_test_split():
     runtime = ModelRuntime(MODELS)
     test = load_digits_splits().test
-    for entry in runtime.manifest.models.values():
+    for entry in runtime.manifest.served.values():
         predictions = runtime.predict(entry.name, test.x)
         assert float(np.mean(predictions.labels == test.y)) == pytest.approx(entry.metrics.test_accuracy, abs=1e-6)
 
@@ -55,7 +58,10 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
         assert other.models[name].sha256 != entry.sha256
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
     # ... and the committed models are what this seed builds (one BLAS thread: any machine, the same bytes).
-    assert (tmp_path / "a" / "manifest.json").read_bytes() == (MODELS / "manifest.json").read_bytes()
+    committed = load_manifest(MODELS)
+    assert set(first.versions) == {"digits-edge", "digits-cloud"}
+    for name, versions in first.versions.items():
+        assert versions == committed.versions[name] and first.stages[name] == committed.stages[name]
 
 
 def test_splits_are_disjoint_and_stratified():

@@ -1,6 +1,6 @@
 """Where a project keeps its topology and registry: given > environment > working directory > embedded."""
 
-from domicile.config.project import embedded_root, registry_dir, split_dir, topology_file
+from domicile.config.project import embedded_root, registry_dir, topology_file
 from tests.conftest import ROOT
 
 
@@ -8,7 +8,6 @@ def test_the_given_path_wins(monkeypatch, tmp_path):
     monkeypatch.setenv("DOMICILE_TOPOLOGY", str(tmp_path / "env.toml"))
     assert topology_file(tmp_path / "given.toml") == tmp_path / "given.toml"
     assert registry_dir(tmp_path / "reg") == tmp_path / "reg"
-    assert split_dir(tmp_path / "reg") == tmp_path / "reg" / "split"
 
 
 def test_the_environment_comes_next(monkeypatch, tmp_path):

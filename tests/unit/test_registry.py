@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import tomllib
@@ -18,7 +19,7 @@ from domicile.models.build import build_all
 from domicile.models.lifecycle import Stage, listing, promote, rollback
 from domicile.models.registry import load_manifest
 from domicile.models.runtime import ModelRuntime
-from tests.conftest import MODELS
+from tests.conftest import MODELS, run_cli
 
 TOPOLOGY = load_topology()
 
@@ -48,7 +49,7 @@ def test_a_new_version_is_added_beside_the_live_one_and_not_promoted(registry):
     new = manifest.versions["digits-cloud"]["1.1.0"]
     assert new.sha256 != manifest.versions["digits-cloud"]["1.0.0"].sha256 and (registry / new.file).exists()
     assert new.baseline is not None and new.seed == 8
-    assert listing(manifest)[1][:3] == ("digits-cloud", "1.1.0", "not promoted")
+    assert listing(manifest)[1][:4] == ("digits-cloud", "cloud", "1.1.0", "not promoted")
 
 
 def test_canary_then_all_then_rollback(registry):
@@ -77,7 +78,7 @@ def test_rollback_withdraws_a_canary_first(registry):
 @pytest.mark.parametrize(
     ("name", "version", "message"),
     [
-        ("digits-huge", "1.0.0", "models.digits-huge: no such model; known: digits-cloud, digits-edge"),
+        ("digits-huge", "1.0.0", "models.digits-huge: no such model; known: digits-cloud, digits-deep, digits-edge"),
         ("digits-cloud", "9.9.9", "models.digits-cloud: no version 9.9.9; known: 1.0.0, 1.1.0"),
         ("digits-cloud", "1.0.0", "1.0.0 is already live; a canary must be another version"),
     ],
@@ -108,8 +109,10 @@ def test_a_model_not_allowed_where_the_topology_runs_it_is_never_promoted(regist
 
 
 def test_versions_are_immutable(registry):
+    before = (registry / "manifest.json").read_bytes()
     with pytest.raises(ConfigError, match=r"digits-edge 1\.0\.0 already exists with sha256 .*new --version"):
         build_all(registry, seed=9, topology=TOPOLOGY)
+    assert (registry / "manifest.json").read_bytes() == before  # nothing of the build was registered
     released = load_manifest(registry).versions["digits-edge"]["1.0.0"]
     assert (registry / released.file).read_bytes() == (MODELS / released.file).read_bytes()  # untouched
 
@@ -181,3 +184,79 @@ def test_the_edge_model_component_ships_the_previous_version_for_that_fallback(r
     assert [f.name for f in files] == ["digits-edge-1.1.0.onnx", "digits-edge-1.0.0.onnx", "manifest.json"]
     assert [f.name for f in ModelArtifacts.edge(manifest.versions["digits-edge"]["1.0.0"], MODELS).files] == [
         "digits-edge-1.0.0.onnx", "manifest.json"]  # fmt: skip
+
+
+def _second_split_version(registry: Path) -> str:
+    """digits-deep 1.1.0: the same bytes under a new version, registered and not yet cut."""
+    from domicile.models.lifecycle import register
+    from domicile.models.registry import SplitSpec
+
+    entry = load_manifest(registry).versions["digits-deep"]["1.0.0"]
+    assert entry.split is not None
+    new = entry.model_copy(
+        update={"version": "1.1.0", "file": "digits-deep-1.1.0.onnx",
+                "split": SplitSpec(cuts=entry.split.cuts, cut_widths=entry.split.cut_widths)}
+    )  # fmt: skip
+    register(registry, new, (registry / entry.file).read_bytes())
+    return new.version
+
+
+def test_a_split_model_lives_in_the_one_registry_with_stages_promotion_and_rollback(registry):
+    from domicile.split.partition import partition
+    from domicile.split.runtime import SplitHead, SplitTail
+
+    version = _second_split_version(registry)
+    raw = json.loads((registry / "manifest.json").read_text())  # read the store, not through the code
+    assert (
+        raw["stages"]["digits-deep"]["live"] == "1.0.0" and raw["versions"]["digits-deep"][version]["role"] == "split"
+    )
+    # Not cut at the topology's cut yet: promoting it would ship devices a head that does not exist.
+    with pytest.raises(ConfigError, match=r"no parts at the topology's cut 'hidden1'; run `domicile split partition "
+                       r"--model digits-deep --version 1.1.0 --cut hidden1` first"):  # fmt: skip
+        promote(registry, "digits-deep", version, Stage.CANARY, TOPOLOGY)
+    partition("hidden1", registry, "digits-deep", version)
+    promote(registry, "digits-deep", version, Stage.CANARY, TOPOLOGY)
+    assert json.loads((registry / "manifest.json").read_text())["stages"]["digits-deep"]["canary"] == version
+    head, tail = SplitHead(registry, "digits-deep", "hidden1", "float16"), SplitTail(registry, "digits-deep", "hidden1")
+    assert head.model_ref.version == tail.model_ref.version == version  # what a deployment built now ships
+    _, said = rollback(registry, "digits-deep")
+    assert "canary 1.1.0 withdrawn" in said
+    assert SplitHead(registry, "digits-deep", "hidden1", "float16").model_ref.version == "1.0.0"
+    # The cloud runtime serves edge and cloud models by name; a split model only in parts.
+    assert set(ModelRuntime(registry).manifest.served) == {"digits-edge", "digits-cloud"}
+
+
+def test_registering_a_version_again_with_other_bytes_is_refused_and_writes_nothing(registry):
+    from domicile.models.lifecycle import register
+
+    before = (registry / "manifest.json").read_bytes()
+    entry = load_manifest(registry).versions["digits-edge"]["1.0.0"]
+    other = (registry / load_manifest(registry).versions["digits-cloud"]["1.0.0"].file).read_bytes()
+    forged = entry.model_copy(update={"sha256": hashlib.sha256(other).hexdigest()})
+    with pytest.raises(ConfigError, match=r"models.digits-edge 1.0.0 already exists with sha256 [0-9a-f]{12}; these "
+                       r"bytes have [0-9a-f]{12}: versions are immutable, register them as a new version"):  # fmt: skip
+        register(registry, forged, other)
+    assert (registry / "manifest.json").read_bytes() == before
+    assert hashlib.sha256((registry / entry.file).read_bytes()).hexdigest() == entry.sha256
+
+
+@pytest.mark.parametrize(
+    ("role", "split", "message"),
+    [("split", None, "split: a split model needs a split section"), ("edge", "spec", "split: a edge model has no")],
+)
+def test_a_split_section_belongs_to_split_models_only(role, split, message):
+    from pydantic import ValidationError
+
+    deep = load_manifest(MODELS).versions["digits-deep"]["1.0.0"]
+    data = deep.model_dump() | {"role": role, "split": deep.split.model_dump() if split and deep.split else None}
+    with pytest.raises(ValidationError, match=message):
+        type(deep).model_validate(data)
+
+
+def test_models_build_prints_what_it_built_beside_a_split_model(registry):
+    # The registry holds digits-deep too; `models build` builds and reports the digits models alone.
+    done = run_cli("models", "build", "--seed", "8", "--version", "1.1.0", "--out", str(registry))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["digits-cloud 1.1.0", "digits-edge 1.1.0"]
+    assert all(line.endswith("(not promoted)") for line in lines)

@@ -40,6 +40,7 @@ def test_typed_values():
         (SqsBatchSettings, "RESULTS_QUEUE_URL"),
         (SqsBatchSettings, "QUARANTINE_BUCKET"),
         (EscalateSettings, "RESULTS_QUEUE_URL"),
+        (SplitTailSettings, "SPLIT_MODEL"),
         (SplitTailSettings, "SPLIT_CUT"),
         (AggregateSettings, "AGGREGATES_TABLE"),
     ],
@@ -47,6 +48,7 @@ def test_typed_values():
 def test_each_function_refuses_at_init_what_it_needs_and_lacks(monkeypatch, kind, variable):
     monkeypatch.setenv("RESULTS_QUEUE_URL", "https://sqs.eu-central-1.amazonaws.com/123456789012/results")
     monkeypatch.setenv("QUARANTINE_BUCKET", "bucket")
+    monkeypatch.setenv("SPLIT_MODEL", "digits-deep")
     monkeypatch.setenv("SPLIT_CUT", "hidden1")
     monkeypatch.setenv("AGGREGATES_TABLE", "aggregates")
     monkeypatch.setenv("IDEMPOTENCY_TABLE", "idempotency")
@@ -58,7 +60,7 @@ def test_each_function_refuses_at_init_what_it_needs_and_lacks(monkeypatch, kind
 
 
 def test_a_function_does_not_need_what_only_another_reads(monkeypatch):
-    for variable in ("RESULTS_QUEUE_URL", "QUARANTINE_BUCKET", "SPLIT_CUT"):
+    for variable in ("RESULTS_QUEUE_URL", "QUARANTINE_BUCKET", "SPLIT_MODEL", "SPLIT_CUT"):
         monkeypatch.delenv(variable, raising=False)
     assert load_settings(HttpSettings).max_batch_rows > 0
     assert load_settings(S3BatchSettings).input_prefix == "incoming/"

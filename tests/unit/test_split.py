@@ -9,37 +9,39 @@ import sys
 import numpy as np
 import pytest
 
-from domicile.config.project import split_dir
+from domicile.config.project import registry_dir
 from domicile.errors import ConfigError
 from domicile.models.datasets import load_digits_splits
+from domicile.models.registry import load_manifest
 from domicile.split.codec import ENCODINGS, decode, encode
-from domicile.split.model import CUTS, INPUT, load_split_manifest, upscale
+from domicile.split.model import CUTS, INPUT, NAME, split_entry, upscale
 from domicile.split.partition import Parts, check_equivalence, split_at
 from domicile.split.planner import IOT_MAX_PAYLOAD, NETWORKS, Network, choose, options
 from domicile.split.profile import ModelProfile, envelope_bytes
 from domicile.wire.envelope import Encoding
 from tests.conftest import ROOT, run_cli
 
-SPLIT_DIR = split_dir()
+SPLIT_DIR = registry_dir()
 
-MANIFEST = load_split_manifest()
-WHOLE = (SPLIT_DIR / MANIFEST.model.file).read_bytes()
-PIXELS = upscale(load_digits_splits(MANIFEST.seed).test.x)
+ENTRY, SPEC = split_entry(load_manifest(SPLIT_DIR), NAME)
+WHOLE = (SPLIT_DIR / ENTRY.file).read_bytes()
+PIXELS = upscale(load_digits_splits(ENTRY.seed).test.x)
 
 
 def test_committed_files_match_the_manifest():
-    assert hashlib.sha256(WHOLE).hexdigest() == MANIFEST.model.sha256
-    for key, part in MANIFEST.parts.items():
+    assert hashlib.sha256(WHOLE).hexdigest() == ENTRY.sha256
+    for key, part in SPEC.parts.items():
         assert hashlib.sha256((SPLIT_DIR / part.file).read_bytes()).hexdigest() == part.sha256, key
 
 
 @pytest.mark.slow
 def test_same_seed_rebuilds_byte_identical_model(tmp_path):
-    done = run_cli("split", "build", "--seed", str(MANIFEST.seed), "--out", str(tmp_path))  # a fresh interpreter
+    done = run_cli("split", "build", "--seed", str(ENTRY.seed), "--out", str(tmp_path))  # a fresh interpreter
     assert done.returncode == 0, done.stdout + done.stderr
-    rebuilt = load_split_manifest(tmp_path)
-    assert rebuilt.model.sha256 == MANIFEST.model.sha256
-    assert rebuilt.test_accuracy == MANIFEST.test_accuracy
+    rebuilt, _ = split_entry(load_manifest(tmp_path), NAME)
+    assert rebuilt.sha256 == ENTRY.sha256
+    assert rebuilt.metrics == ENTRY.metrics
+    assert rebuilt.baseline == ENTRY.baseline
 
 
 @pytest.mark.parametrize("cut", CUTS)
@@ -48,7 +50,7 @@ def test_head_then_tail_equals_the_whole_model_at_every_cut(cut):
     assert (head is None) == (cut == INPUT)
     parts = Parts(head, tail)
     activation = parts.activation(PIXELS)
-    assert activation.shape == (len(PIXELS), MANIFEST.cut_widths[cut])
+    assert activation.shape == (len(PIXELS), SPEC.cut_widths[cut])
     assert check_equivalence(WHOLE, parts, PIXELS) <= 1e-5
 
 

@@ -11,18 +11,19 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from domicile.config.project import split_dir
+from domicile.config.project import registry_dir
 from domicile.errors import ConfigError, InputError, ModelIntegrityError
 from domicile.models.datasets import load_digits_splits
+from domicile.models.registry import load_manifest
 from domicile.split.codec import ENCODINGS, from_payload, to_payload
-from domicile.split.model import INPUT, OUTPUTS, load_split_manifest, upscale
+from domicile.split.model import INPUT, NAME, OUTPUTS, split_entry, upscale
 from domicile.split.runtime import SplitHead, SplitTail
 from domicile.wire.envelope import Encoding, SplitEnvelope, parse_envelope
 
-SPLIT_DIR = split_dir()
+SPLIT_DIR = registry_dir()
 
 TEST = load_digits_splits().test
-MANIFEST = load_split_manifest()
+ENTRY, SPEC = split_entry(load_manifest(SPLIT_DIR), NAME)
 CUT = "hidden1"
 
 
@@ -37,16 +38,16 @@ def _envelopes(head: SplitHead, rows: np.ndarray, first: int = 0) -> list[SplitE
 
 @pytest.fixture(scope="module")
 def tail() -> SplitTail:
-    return SplitTail(SPLIT_DIR, CUT)
+    return SplitTail(SPLIT_DIR, NAME, CUT)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_head_then_tail_over_the_wire_answers_like_the_whole_model(tail, encoding):
-    head = SplitHead(SPLIT_DIR, CUT, encoding)
+    head = SplitHead(SPLIT_DIR, NAME, CUT, encoding)
     # Through JSON, as IoT Core carries it.
     wire = [parse_envelope(e.model_dump_json(exclude_none=True)) for e in _envelopes(head, TEST.x)]
     answers = tail.answer([e for e in wire if isinstance(e, SplitEnvelope)])
-    whole = ort.InferenceSession(str(SPLIT_DIR / MANIFEST.model.file), providers=["CPUExecutionProvider"])
+    whole = ort.InferenceSession(str(SPLIT_DIR / ENTRY.file), providers=["CPUExecutionProvider"])
     labels, probabilities = whole.run(list(OUTPUTS), {INPUT: upscale(TEST.x)})
     got = np.array([int(a.payload.labels[0]) for a in answers])
     agreement = float(np.mean(got == labels))
@@ -64,7 +65,7 @@ def test_head_then_tail_over_the_wire_answers_like_the_whole_model(tail, encodin
 
 
 def test_the_tail_refuses_what_it_cannot_finish(tail):
-    (envelope,) = _envelopes(SplitHead(SPLIT_DIR, CUT, "float16"), TEST.x[:1])
+    (envelope,) = _envelopes(SplitHead(SPLIT_DIR, NAME, CUT, "float16"), TEST.x[:1])
     payload = envelope.payload
 
     def with_payload(**changes):
@@ -99,27 +100,35 @@ def test_codec_round_trip_and_sizes():
 
 
 def test_a_cut_never_partitioned_or_unknown_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"no head for cut 'hidden3'; run `domicile split partition --cut hidden3`"):
-        SplitHead(SPLIT_DIR, "hidden3", "float32")
+    partition = r"run `domicile split partition --model digits-deep --cut hidden3`"
+    with pytest.raises(ConfigError, match=rf"no head for cut 'hidden3'; {partition}"):
+        SplitHead(SPLIT_DIR, NAME, "hidden3", "float32")
     with pytest.raises(ConfigError, match="unknown tensor 'hidden9'"):
-        SplitTail(SPLIT_DIR, "hidden9")
+        SplitTail(SPLIT_DIR, NAME, "hidden9")
+    with pytest.raises(
+        ConfigError,
+        match=r"models.digits-cloud: not a split model in the registry \(split models: "
+        r"digits-deep\)",
+    ):
+        SplitTail(SPLIT_DIR, "digits-cloud", CUT)
 
 
 def test_a_tampered_head_is_never_loaded(tmp_path):
     folder = tmp_path / "split"
     shutil.copytree(SPLIT_DIR, folder)
-    head = MANIFEST.parts[f"{CUT}/head"]
+    head = SPEC.parts[f"{CUT}/head"]
     blob = bytearray((folder / head.file).read_bytes())
     blob[-1] ^= 0xFF
     (folder / head.file).write_bytes(bytes(blob))
     assert hashlib.sha256(blob).hexdigest() != head.sha256
     with pytest.raises(ModelIntegrityError, match="does not match the manifest"):
-        SplitHead(folder, CUT, "float32")
-    assert json.loads((folder / "manifest.json").read_text())["parts"][f"{CUT}/head"]["sha256"] == head.sha256
+        SplitHead(folder, NAME, CUT, "float32")
+    registered = json.loads((folder / "manifest.json").read_text())["versions"][NAME][ENTRY.version]
+    assert registered["split"]["parts"][f"{CUT}/head"]["sha256"] == head.sha256
 
 
 def test_the_head_takes_the_sensors_64_values_and_names_bad_input():
-    head = SplitHead(SPLIT_DIR, CUT, "float32")
+    head = SplitHead(SPLIT_DIR, NAME, CUT, "float32")
     assert head.activations(TEST.x[:3]).shape == (3, 32)
     with pytest.raises(InputError, match="features"):
         head.activations([[1.0] * 63])
