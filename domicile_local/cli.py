@@ -45,7 +45,7 @@ def _models_build(args: argparse.Namespace) -> int:
         name = entry.name
         print(
             f"{entry.name} {entry.version}: {entry.size_bytes} bytes, test accuracy "
-            f"{entry.metrics.test_accuracy:.4f}, sha256 {entry.sha256[:16]}... "
+            f"{entry.metrics.test_accuracy or 0:.4f}, sha256 {entry.sha256[:16]}... "
             f"({stage_of(manifest, name, entry.version)})"
         )
     return 0
@@ -55,11 +55,48 @@ def _models_list(args: argparse.Namespace) -> int:
     from domicile.models.lifecycle import listing
     from domicile.models.registry import load_manifest
 
-    rows = [("model", "role", "version", "stage", "sha256", "bytes", "test acc.", "jurisdictions"), *listing(
-        load_manifest(registry_dir(args.models)))]  # fmt: skip
+    header = ("model", "role", "version", "stage", "sha256", "bytes", "val. acc.", "test acc.", "jurisdictions")
+    rows = [header, *listing(load_manifest(registry_dir(args.models)))]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _split_list(value: str | None) -> tuple[str, ...] | None:
+    return tuple(part.strip() for part in value.split(",") if part.strip()) if value else None
+
+
+def _models_add(args: argparse.Namespace) -> int:
+    from domicile.config.topology import load_topology
+    from domicile.models.add import AddRequest, add_model
+
+    known = tuple(load_topology(args.topology).jurisdictions)
+    jurisdictions = _split_list(args.jurisdictions) or known
+    unknown = [j for j in jurisdictions if j not in known]
+    if unknown:
+        raise DomicileError(
+            f"--jurisdictions: unknown jurisdiction {unknown[0]!r}; the topology has {', '.join(known)}"
+        )
+    request = AddRequest(
+        file=Path(args.file), name=args.name, version=args.version, role=args.role, validation=Path(args.validation),
+        jurisdictions=jurisdictions, labels=_split_list(args.labels), confident_accuracy=args.confident_accuracy,
+        description=args.description,
+    )  # fmt: skip
+    model_dir = registry_dir(args.models)
+    entry = add_model(model_dir, request)
+    from domicile.models.lifecycle import stage_of
+    from domicile.models.registry import load_manifest
+
+    stage = stage_of(load_manifest(model_dir), entry.name, entry.version)
+    output = f"label {entry.label_output!r} + {entry.probabilities_output!r}" if entry.label_output else \
+        f"scores {entry.probabilities_output!r} ({entry.scores})"  # fmt: skip
+    print(f"{entry.name} {entry.version} ({entry.role}): input {entry.input.name!r} {list(entry.input.shape)} "
+          f"{entry.input.dtype}, {output}, {len(entry.class_labels)} classes")  # fmt: skip
+    threshold = f", escalation threshold {entry.escalation.threshold}" if entry.escalation else ""
+    print(f"validation accuracy {entry.metrics.validation_accuracy:.4f} on "
+          f"{entry.validation_data.cases if entry.validation_data else 0} cases{threshold}; "
+          f"sha256 {entry.sha256[:16]}... ({stage})")  # fmt: skip
     return 0
 
 
@@ -185,7 +222,7 @@ def _split_build(args: argparse.Namespace) -> int:
     entry = build(registry_dir(args.out), args.seed)
     cuts = entry.split.cuts if entry.split else ()
     print(f"{entry.name} {entry.version}: {entry.size_bytes} bytes, test accuracy "
-          f"{entry.metrics.test_accuracy:.4f}, cuts {', '.join(cuts)}")  # fmt: skip
+          f"{entry.metrics.test_accuracy or 0:.4f}, cuts {', '.join(cuts)}")  # fmt: skip
     return 0
 
 
@@ -273,6 +310,24 @@ def _add_models(commands: Any) -> None:
     back.add_argument("name")
     back.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
     back.set_defaults(run=_models_rollback)
+    _add_models_add(models)
+
+
+def _add_models_add(models: Any) -> None:
+    add = models.add_parser("add", help="register your own ONNX classifier, checked on its validation data")
+    add.add_argument("file", metavar="FILE.onnx", help="the model (one input with a dynamic batch axis)")
+    add.add_argument("--name", required=True, help="the registry name (lower-case letters, digits, '-')")
+    add.add_argument("--version", required=True, help="the version, like 1.0.0 (immutable once registered)")
+    add.add_argument("--role", required=True, choices=("edge", "cloud"), help="edge (on devices) or cloud")
+    add.add_argument("--validation", required=True, metavar="DATA.npz", help="arrays x (cases) and y (labels)")
+    add.add_argument("--labels", help="class labels in score order, comma-separated (default 0..C-1)")
+    add.add_argument("--jurisdictions", help="where it may run, comma-separated (default: every one)")
+    add.add_argument("--confident-accuracy", type=float, default=0.998,
+                     help="edge: accuracy an answer kept on the device must reach (default 0.998)")  # fmt: skip
+    add.add_argument("--description", default="", help="free text for the registry")
+    add.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
+    add.add_argument("--topology", help="topology file (default: domicile.toml)")
+    add.set_defaults(run=_models_add)
 
 
 def _add_residency(commands: Any) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from domicile.errors import InputError
+from domicile.models.registry import ModelEntry
 from domicile.models.runtime import ModelRuntime
-from domicile.models.validation import features_matrix
+from domicile.models.validation import input_batch
 from domicile.wire.envelope import (
     CaseResult,
     EscalateEnvelope,
@@ -21,41 +23,28 @@ from domicile.wire.envelope import (
 )
 
 
-def escalation_features(envelope: EscalateEnvelope, n_features: int) -> np.ndarray:
-    """Validate one escalation's features (the row the cloud model will see)."""
-    row: np.ndarray = features_matrix(envelope.payload.features, n_features, "payload.features")[0]
-    return row
+def escalation_case(envelope: EscalateEnvelope, entry: ModelEntry) -> NDArray[Any]:
+    """One escalation's features as a (1, ...) batch of the cloud model's input, or an InputError.
 
-
-def check_feature_count(envelope: EscalateEnvelope, n_features: int) -> None:
-    """The per-record check of a batch; the envelope parser has already refused NaN and infinity."""
-    count = len(envelope.payload.features)
-    if count != n_features:
-        raise InputError("payload.features", f"needs {n_features} features, got {count}")
-
-
-def stack_rows(requests: list[EscalateEnvelope]) -> tuple[np.ndarray, list[int]]:
-    """One float32 matrix for a batch, and the indexes of rows that overflow float32."""
-    with np.errstate(over="ignore"):
-        matrix = np.asarray([r.payload.features for r in requests], dtype=np.float32)
-    overflowing = np.flatnonzero(~np.isfinite(matrix).all(axis=1)).tolist()
-    return matrix, overflowing
+    The features travel flat (row-major); the envelope parser has already refused NaN and infinity.
+    """
+    return input_batch(envelope.payload.features, entry.input, "payload.features")
 
 
 def answer_escalations(
-    runtime: ModelRuntime, model: str, requests: list[EscalateEnvelope], matrix: np.ndarray | None = None
+    runtime: ModelRuntime, model: str, requests: list[EscalateEnvelope], batch: NDArray[Any] | None = None
 ) -> list[ResultEnvelope]:
-    """Run the cloud model once over all requests and wrap each answer in a result envelope."""
+    """Run the cloud model once over all requests (their cases, if validated already) and wrap each answer."""
     if not requests:
         return []
     entry = runtime.entry(model)
-    if matrix is None:
-        matrix = np.stack([escalation_features(r, entry.n_features) for r in requests])
-    if len(matrix) != len(requests):
-        raise InputError("matrix", "one feature row is needed per request")
-    predictions = runtime.run(entry, matrix)
+    if batch is None:
+        batch = np.concatenate([escalation_case(r, entry) for r in requests])
+    if len(batch) != len(requests):
+        raise InputError("batch", "one case is needed per request")
+    predictions = runtime.run(entry, batch)
     ref = ModelRef(name=entry.name, version=entry.version, sha256=entry.sha256)
-    bins = entry.baseline.bins(matrix) if entry.baseline else [None] * len(matrix)
+    bins = entry.baseline.bins(batch) if entry.baseline else [None] * len(batch)
     return [
         answer_envelope(request, ref, predictions.row(i), "cloud", request.payload.edge is not None, bins[i])
         for i, request in enumerate(requests)

@@ -1,6 +1,6 @@
 """Batch inference over a JSON-lines document: one output line per input line, errors included.
 
-Input line:  {"id": "optional", "features": [64 numbers]}
+Input line:  {"id": "optional", "features": one case of the model's input (nested, or flat row-major)}
 Output line: {"line": 1, "id": ..., "model": ..., "label": "3", "confidence": 0.98}
          or: {"line": 2, "id": ..., "error": {"field": "features", "reason": "..."}}
 """
@@ -17,7 +17,7 @@ import numpy as np
 from domicile.errors import InputError
 from domicile.models.registry import ModelEntry
 from domicile.models.runtime import ModelRuntime
-from domicile.models.validation import features_matrix
+from domicile.models.validation import input_batch
 
 
 @dataclass
@@ -52,13 +52,13 @@ def _parse_line(raw: str, entry: ModelEntry) -> tuple[str | None, np.ndarray]:
         unknown = sorted(set(obj) - {"id", "features"})
         if unknown:
             raise InputError(unknown[0], "is not a known field (expected `id` and `features`)")
-        matrix = features_matrix(obj.get("features"), entry.n_features, "features")
-        if matrix.shape[0] != 1:
+        batch = input_batch(obj.get("features"), entry.input, "features")
+        if batch.shape[0] != 1:
             raise InputError("features", "must be one row per line")
     except InputError as err:
         err.record_id = record_id  # type: ignore[attr-defined]
         raise
-    return record_id, matrix[0]
+    return record_id, batch[0]
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:

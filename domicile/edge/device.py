@@ -29,7 +29,7 @@ from domicile.edge.forward import StoreAndForward
 from domicile.edge.packer import PackingLimits, ResultPacker
 from domicile.errors import ConfigError
 from domicile.models.runtime import ModelRuntime
-from domicile.models.validation import features_matrix
+from domicile.models.validation import input_batch
 from domicile.split.runtime import SplitHead
 from domicile.wire.envelope import (
     CaseResult,
@@ -74,9 +74,9 @@ class DeviceStats:
         }
 
 
-def compact_features(row: np.ndarray) -> list[float]:
-    """Feature values as JSON numbers; whole numbers (digits pixels are 0..16) stay short."""
-    return [int(v) if float(v).is_integer() else float(v) for v in row.tolist()]
+def compact_features(case: np.ndarray) -> list[float]:
+    """One case's values, flat (row-major), as JSON numbers; whole numbers stay short (digits pixels are 0..16)."""
+    return [int(v) if float(v).is_integer() else float(v) for v in case.ravel().tolist()]
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class EdgeDevice:
             needs = "the split model's head" if mode is FleetMode.SPLIT else "the edge model's runtime"
             raise ConfigError(f"fleets.{identity.fleet}.mode: {mode.value} needs {needs} on the device")
         if isinstance(model, SplitHead):
-            self.model_ref, self.n_features = model.model_ref, model.n_features
+            self.model_ref, self.input = model.model_ref, model.input
         else:
             self.runtime = model.runtime
             if mode is not FleetMode.CLOUD_ONLY:
@@ -117,7 +117,7 @@ class EdgeDevice:
                 # serving the previous version when the new one will not load, and says so.
                 self.model_fallback = model.runtime.load_or_fall_back(model.name)
             self.entry = model.runtime.entry(model.name)
-            self.n_features = self.entry.n_features
+            self.input = self.entry.input  # what a case must look like: shape and dtype
             threshold = model.threshold
             if threshold is None:
                 threshold = self.entry.escalation.threshold if self.entry.escalation else 0.0
@@ -181,7 +181,7 @@ class EdgeDevice:
 
         `positions`: each case's place in a durable input, for resuming it after a crash.
         """
-        matrix = features_matrix(features, self.n_features, "features")
+        matrix = input_batch(features, self.input, "features")
         if len(case_ids) != len(matrix) or (positions is not None and len(positions) != len(matrix)):
             raise ValueError(f"{len(case_ids)} case ids and {len(positions or [])} positions for {len(matrix)} rows")
         decisions: list[dict[str, Any]] = []

@@ -1,6 +1,6 @@
 """Local device input (`domicile/local/<thing>/input`): each case answered or refused on its own.
 
-An input is `{"case_id": "...", "features": [64 numbers]}` or `{"cases": [{...}, ...]}`, as a dict
+An input is `{"case_id": "...", "features": one case of the model's input}` or `{"cases": [{...}, ...]}`, as a dict
 (Greengrass decodes JSON payloads) or as JSON text. A bad case is refused with the field and the
 reason, counted and logged; the good cases of the same input are still answered in one model run.
 """
@@ -14,7 +14,8 @@ import numpy as np
 
 from domicile.edge.device import EdgeDevice
 from domicile.errors import InputError
-from domicile.models.validation import features_matrix
+from domicile.models.registry import TensorSpec
+from domicile.models.validation import input_batch
 from domicile.wire.envelope import ID_PATTERN
 from domicile.wire.json_object import json_object
 
@@ -33,7 +34,7 @@ def _event(raw: Any) -> dict[str, Any]:
     return raw
 
 
-def _case(case: Any, prefix: str, n_features: int) -> tuple[str, np.ndarray]:
+def _case(case: Any, prefix: str, spec: TensorSpec) -> tuple[str, np.ndarray]:
     if not isinstance(case, dict):
         raise InputError(prefix.rstrip(".") or "event", "must be an object with `case_id` and `features`")
     unknown = sorted(set(case) - {"case_id", "features"})
@@ -42,7 +43,7 @@ def _case(case: Any, prefix: str, n_features: int) -> tuple[str, np.ndarray]:
     case_id = case.get("case_id")
     if not isinstance(case_id, str) or not _CASE_ID.match(case_id):
         raise InputError(f"{prefix}case_id", "is missing, or not 1-128 letters, digits, '_', '.', ':' or '-'")
-    matrix = features_matrix(case.get("features"), n_features, f"{prefix}features")
+    matrix = input_batch(case.get("features"), spec, f"{prefix}features")
     if len(matrix) != 1:
         raise InputError(f"{prefix}features", "must be one row per case")
     return case_id, matrix[0]
@@ -66,7 +67,7 @@ def answer_device_input(device: EdgeDevice, raw: Any) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     for i, case in enumerate(cases):
         try:
-            case_id, row = _case(case, f"cases[{i}]." if batched else "", device.n_features)
+            case_id, row = _case(case, f"cases[{i}]." if batched else "", device.input)
         except InputError as err:
             errors.append({"index": i, **err.to_dict()})
             continue

@@ -48,8 +48,10 @@ def check_registrable(model_dir: Path, entry: ModelEntry) -> Manifest | None:
     return manifest
 
 
-def register(model_dir: Path, entry: ModelEntry, blob: bytes) -> Manifest:
-    """Add a version and its file to the registry: live if it is the model's first, else one to promote.
+def register(model_dir: Path, entry: ModelEntry, blob: bytes, extra: dict[str, bytes] | None = None) -> Manifest:
+    """Add a version and its file (and `extra` files, e.g. its validation data) to the registry.
+
+    The version goes live if it is the model's first; otherwise it waits to be promoted.
 
     Versions are immutable: the same version again must have the same bytes (then nothing changes
     but the entry), and a released file is never overwritten.
@@ -66,6 +68,8 @@ def register(model_dir: Path, entry: ModelEntry, blob: bytes) -> Manifest:
         if known is not None and target.exists():
             raise ModelIntegrityError(f"{target}: a released file differs from its registry entry; restore it")
         target.write_bytes(blob)
+    for name, content in (extra or {}).items():
+        (model_dir / name).write_bytes(content)
     versions.setdefault(entry.name, {})[entry.version] = entry
     stages.setdefault(entry.name, Stages(live=entry.version))
     updated = Manifest(versions=versions, stages=stages)
@@ -146,12 +150,20 @@ def stage_of(manifest: Manifest, name: str, version: str) -> str:
     return "previous" if version in stages.history else "not promoted"
 
 
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def listing(manifest: Manifest) -> list[tuple[str, ...]]:
-    """One row per version: name, role, version, stage, sha256, size, test accuracy, jurisdictions."""
+    """One row per version: name, role, version, stage, sha256, size, validation and test accuracy, jurisdictions.
+
+    A model added from a file has no test split: its test accuracy shows as "-".
+    """
     rows: list[tuple[str, ...]] = []
     for name, versions in sorted(manifest.versions.items()):
         for version, entry in sorted(versions.items()):
             stage = stage_of(manifest, name, version)
             rows.append((name, entry.role, version, stage, entry.sha256[:12], f"{entry.size_bytes:,}",
-                         f"{entry.metrics.test_accuracy:.4f}", ",".join(entry.allowed_jurisdictions)))  # fmt: skip
+                         f"{entry.metrics.validation_accuracy:.4f}", _accuracy(entry.metrics.test_accuracy),
+                         ",".join(entry.allowed_jurisdictions)))  # fmt: skip
     return rows

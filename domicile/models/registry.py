@@ -12,6 +12,7 @@ Versions are immutable: a rebuild that gives other bytes needs a new version.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -26,15 +27,47 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The input dtypes a registered model may take (numpy names).
+InputDtype = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64"]
+
+
 class TensorSpec(_Frozen):
+    """A model's one input: its name, its shape with the batch axis first (-1), and its dtype."""
+
     name: str
-    shape: tuple[int, ...]  # -1 marks the batch dimension
-    dtype: str  # numpy dtype name, e.g. "float32"
+    shape: tuple[int, ...] = Field(min_length=2)
+    dtype: InputDtype
+
+    @model_validator(mode="after")
+    def _batch_axis_then_fixed_dims(self) -> TensorSpec:
+        if self.shape[0] != -1:
+            raise ValueError(f"shape: the first axis is the batch axis (-1), got {self.shape[0]}")
+        if any(d <= 0 for d in self.shape[1:]):
+            raise ValueError(f"shape: every axis but the batch axis needs a fixed size, got {list(self.shape)}")
+        return self
+
+    @property
+    def case_shape(self) -> tuple[int, ...]:
+        """One case's shape: the input without its batch axis."""
+        return self.shape[1:]
+
+    @property
+    def case_size(self) -> int:
+        """Values in one case (a flat case, as envelopes and JSON lines may carry it, has this many)."""
+        return math.prod(self.shape[1:])
 
 
 class ModelMetrics(_Frozen):
     validation_accuracy: float = Field(ge=0, le=1)
-    test_accuracy: float = Field(ge=0, le=1)
+    test_accuracy: float | None = Field(default=None, ge=0, le=1)  # a model added with validation data only
+
+
+class DataFile(_Frozen):
+    """A file the registry keeps beside a model version: its validation cases (`x`) and labels (`y`)."""
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    cases: int = Field(gt=0)
 
 
 class EscalationPolicy(_Frozen):
@@ -91,13 +124,15 @@ class ModelEntry(_Frozen):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(gt=0)
     input: TensorSpec
-    label_output: str
-    probabilities_output: str
-    class_labels: tuple[str, ...]
+    label_output: str | None  # None: the label is the argmax of the scores
+    probabilities_output: str  # the [N, C] scores output
+    scores: Literal["probabilities", "logits"] = "probabilities"  # logits: softmax gives the probabilities
+    class_labels: tuple[str, ...] = Field(min_length=2)
     metrics: ModelMetrics
     allowed_jurisdictions: tuple[str, ...]
-    seed: int
-    training_data_sha256: str
+    seed: int | None = None  # models built here; None for a model added from a file
+    training_data_sha256: str | None = None
+    validation_data: DataFile | None = None  # models added with `models add`
     description: str = ""
     escalation: EscalationPolicy | None = None  # edge models only
     baseline: InputBaseline | None = None  # the training inputs' distribution, for drift (PSI)
@@ -109,10 +144,6 @@ class ModelEntry(_Frozen):
             needs = "needs" if self.role == "split" else "has no"
             raise ValueError(f"split: a {self.role} model {needs} a split section")
         return self
-
-    @property
-    def n_features(self) -> int:
-        return self.input.shape[-1]
 
 
 class Stages(_Frozen):

@@ -14,14 +14,27 @@ from numpy.typing import NDArray
 
 from domicile.errors import ModelIntegrityError, ModelNotFoundError
 from domicile.models.registry import Manifest, ModelEntry, load_manifest
-from domicile.models.validation import features_matrix
+from domicile.models.scores import softmax
+from domicile.models.validation import input_batch
 
 
 @dataclass(frozen=True)
 class Predictions:
     model: ModelEntry
-    labels: NDArray[np.int64]
+    labels: NDArray[np.int64]  # class indexes into model.class_labels
     probabilities: NDArray[np.float32]
+    scores: NDArray[np.float32]  # the model's own scores output (the probabilities, or its logits)
+
+    @classmethod
+    def from_outputs(cls, entry: ModelEntry, scores: Any, label: Any | None) -> Predictions:
+        """Class indexes and probabilities from a model's outputs, as its registry entry describes them."""
+        raw = np.asarray(scores, dtype=np.float32).reshape(len(scores), -1)
+        probabilities = softmax(raw) if entry.scores == "logits" else raw
+        if label is None:
+            labels = np.argmax(probabilities, axis=1).astype(np.int64)
+        else:
+            labels = _label_indexes(entry, np.asarray(label))
+        return cls(entry, labels, probabilities, raw)
 
     @property
     def confidence(self) -> NDArray[np.float32]:
@@ -33,6 +46,18 @@ class Predictions:
             "label": self.model.class_labels[label],
             "confidence": round(float(self.probabilities[i].max()), 6),
         }
+
+
+def _label_indexes(entry: ModelEntry, labels: NDArray[Any]) -> NDArray[np.int64]:
+    """A label output's values as class indexes: integers are indexes already, strings are class labels."""
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
+    index = {label: i for i, label in enumerate(entry.class_labels)}
+    try:
+        return np.asarray([index[str(v)] for v in labels], dtype=np.int64)
+    except KeyError as exc:
+        raise ModelIntegrityError(f"{entry.name} {entry.version} answered label {exc.args[0]!r}, not one of its "
+                                  f"class labels") from exc  # fmt: skip
 
 
 def verified_model_bytes(path: Path, expected_sha256: str) -> bytes:
@@ -110,11 +135,14 @@ class ModelRuntime:
     def predict(self, name: str, features: Any, field: str = "features") -> Predictions:
         """Validate `features` for model `name` and run them in one vectorized call."""
         entry = self.entry(name)
-        matrix = features_matrix(features, entry.n_features, field)
-        return self.run(entry, matrix)
+        return self.run(entry, input_batch(features, entry.input, field))
 
-    def run(self, entry: ModelEntry, matrix: NDArray[np.float32]) -> Predictions:
-        labels, probabilities = self.session(entry.name).run(
-            [entry.label_output, entry.probabilities_output], {entry.input.name: matrix}
+    def run(self, entry: ModelEntry, batch: NDArray[Any]) -> Predictions:
+        """One vectorized run over a batch already validated for `entry`'s input."""
+        if entry.label_output is None:
+            (scores,) = self.session(entry.name).run([entry.probabilities_output], {entry.input.name: batch})
+            return Predictions.from_outputs(entry, scores, None)
+        label, scores = self.session(entry.name).run(
+            [entry.label_output, entry.probabilities_output], {entry.input.name: batch}
         )
-        return Predictions(entry, np.asarray(labels), np.asarray(probabilities, dtype=np.float32))
+        return Predictions.from_outputs(entry, scores, label)

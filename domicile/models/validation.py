@@ -1,7 +1,14 @@
-"""Turn caller-supplied feature data into a float32 matrix, or say exactly what is wrong."""
+"""Turn caller-supplied input data into a batch of a model's input tensor, or say exactly what is wrong.
+
+A model's input is declared in the registry (`TensorSpec`: name, shape with the batch axis first,
+dtype). Data may come nested (`[[...], ...]`) or flat with a shape (OIP v2), as one case (without
+the batch axis) or as a batch, and each case may be flat (row-major, as envelopes and JSON lines
+carry it) when the model's input has more than two axes. The result has the input's own dtype.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,10 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from domicile.errors import InputError
+from domicile.models.registry import TensorSpec
 
-MATRIX_RANK = 2  # [batch, features]
+MATRIX_RANK = 2  # [batch, features]: the classic tabular input
 
-# Open Inference Protocol datatypes we accept for numeric features, and their numpy types.
+# Open Inference Protocol datatypes we accept for numeric inputs, and their numpy types.
 OIP_NUMERIC_DATATYPES: dict[str, type[np.generic]] = {
     "FP32": np.float32,
     "FP64": np.float64,
@@ -26,13 +34,7 @@ OIP_NUMERIC_DATATYPES: dict[str, type[np.generic]] = {
 }
 
 
-def features_matrix(
-    data: Any, n_features: int, field: str = "features", shape: Sequence[int] | None = None
-) -> NDArray[np.float32]:
-    """Validate `data` as rows of `n_features` finite numbers and return an (N, n_features) array.
-
-    `data` may be flat (then `shape` says how to read it, as in OIP v2) or nested.
-    """
+def _numeric_array(data: Any, field: str) -> np.ndarray:
     if data is None:
         raise InputError(field, "is missing")
     if isinstance(data, (str, bytes, dict)):
@@ -49,19 +51,76 @@ def features_matrix(
         raise InputError(field, f"must hold numbers, found {array.dtype.kind!r} values")
     if array.dtype.kind == "b":
         raise InputError(field, "must hold numbers, not booleans")
+    return array
+
+
+def _shape_text(dims: Sequence[int]) -> str:
+    return "[" + ", ".join("batch" if d < 0 else str(d) for d in dims) + "]"
+
+
+def _fit_cases(array: np.ndarray, case_shape: tuple[int, ...], field: str) -> np.ndarray:
+    """A batch of cases of `case_shape` from one case, a batch, or flat (row-major) cases."""
+    rank = len(case_shape) + 1
+    if array.ndim == 1 and rank > MATRIX_RANK:  # one flat case
+        if array.size != math.prod(case_shape):
+            need = math.prod(case_shape)
+            raise InputError(
+                field, f"a flat case needs {need} values (a {_shape_text(case_shape)} case), got {array.size}"
+            )
+        array = array.reshape(1, -1)
+    flat_cases = array.ndim == MATRIX_RANK and rank > MATRIX_RANK and array.shape[1] == math.prod(case_shape)
+    if flat_cases and array.shape != case_shape:  # (else it is one case without its batch axis, below)
+        array = array.reshape(len(array), *case_shape)
+    if array.ndim == rank - 1:
+        array = array.reshape(1, *array.shape)  # one case, no batch axis
+    if array.ndim != rank:
+        if rank == MATRIX_RANK:
+            raise InputError(field, f"must be 2-D [batch, {case_shape[0]}], got {array.ndim}-D")
+        raise InputError(field, f"must be {rank}-D {_shape_text((-1, *case_shape))}, got {array.ndim}-D")
+    if array.shape[1:] != case_shape:
+        if rank == MATRIX_RANK:
+            raise InputError(field, f"each row needs {case_shape[0]} features, got {array.shape[1]}")
+        got = _shape_text(array.shape[1:])
+        raise InputError(field, f"each case must be shaped {_shape_text(case_shape)}, got {got}")
+    return array
+
+
+def _first_bad_case(bad: np.ndarray) -> int:
+    return int(np.argwhere(bad)[0][0])
+
+
+def _convert(array: np.ndarray, dtype: np.dtype[Any], field: str) -> np.ndarray:
+    """`array` in the model's dtype: finite floats, or whole numbers in the integer type's range."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError(field, f"row {_first_bad_case(~np.isfinite(array))} holds NaN or infinity")
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):  # an overflow becomes inf, reported just below
+            out = array.astype(dtype)
+        if not np.isfinite(out).all():
+            bad = _first_bad_case(~np.isfinite(out))
+            raise InputError(field, f"row {bad} holds NaN or infinity (or a value too large for {dtype.name})")
+        return out
+    if array.dtype.kind == "f" and not np.equal(np.mod(array, 1), 0).all():
+        bad = _first_bad_case(np.mod(array, 1) != 0)
+        raise InputError(field, f"row {bad} holds a fraction, but the model takes whole numbers ({dtype.name})")
+    info = np.iinfo(dtype)
+    outside = (array < info.min) | (array > info.max)
+    if outside.any():
+        bad = _first_bad_case(outside)
+        raise InputError(field, f"row {bad} holds a value outside {dtype.name}'s range {info.min}..{info.max}")
+    return array.astype(dtype)
+
+
+def input_batch(
+    data: Any, spec: TensorSpec, field: str = "features", shape: Sequence[int] | None = None
+) -> NDArray[Any]:
+    """Validate `data` as a batch of the model input `spec` and return it in the input's dtype.
+
+    `shape` (OIP v2) says how to read flat data.
+    """
+    array = _numeric_array(data, field)
     if shape is not None:
         if array.size != int(np.prod(shape)):
             raise InputError(field, f"has {array.size} values but shape {list(shape)} needs {int(np.prod(shape))}")
         array = array.reshape(tuple(shape))
-    if array.ndim == 1:
-        array = array.reshape(1, -1)
-    if array.ndim != MATRIX_RANK:
-        raise InputError(field, f"must be 2-D [batch, {n_features}], got {array.ndim}-D")
-    if array.shape[1] != n_features:
-        raise InputError(field, f"each row needs {n_features} features, got {array.shape[1]}")
-    with np.errstate(over="ignore"):  # an overflow becomes inf, reported just below
-        matrix = array.astype(np.float32)
-    if not np.isfinite(matrix).all():
-        bad_row = int(np.argwhere(~np.isfinite(matrix))[0][0])
-        raise InputError(field, f"row {bad_row} holds NaN or infinity (or a value too large for float32)")
-    return matrix
+    return _convert(_fit_cases(array, spec.case_shape, field), np.dtype(spec.dtype), field)

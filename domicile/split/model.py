@@ -47,6 +47,15 @@ def part_entry(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) ->
                      inputs=inputs, outputs=outputs)  # fmt: skip
 
 
+def digits_seed(entry: ModelEntry) -> int:
+    """The seed of the digits split this split model was built on (its held-out cases check the parts)."""
+    if entry.seed is None:
+        raise ConfigError(
+            f"models.{entry.name}: no digits seed; cutting and profiling are built for the digits split model only"
+        )
+    return entry.seed
+
+
 def split_entry(manifest: Manifest, name: str, version: str | None = None) -> tuple[ModelEntry, SplitSpec]:
     """The deployed (or the given) version of split model `name` and its split section.
 

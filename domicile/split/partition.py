@@ -10,7 +10,7 @@ import numpy as np
 from domicile.config.project import registry_dir
 from domicile.errors import ConfigError, DomicileError
 from domicile.models.registry import Manifest, ModelEntry, load_manifest, write_manifest
-from domicile.split.model import CUTS, INPUT, NAME, OUTPUTS, part_entry, split_entry, upscale
+from domicile.split.model import CUTS, INPUT, NAME, OUTPUTS, digits_seed, part_entry, split_entry, upscale
 
 TOLERANCE = 1e-5
 
@@ -95,7 +95,7 @@ def partition(cut: str, model_dir: Path | None = None, name: str = NAME, version
     entry, spec = split_entry(manifest, name, version)
     whole = verified_model_bytes(model_dir / entry.file, entry.sha256)
     head, tail = split_at(whole, cut)
-    check_equivalence(whole, Parts(head, tail), upscale(load_digits_splits(entry.seed).test.x))
+    check_equivalence(whole, Parts(head, tail), upscale(load_digits_splits(digits_seed(entry)).test.x))
     stem = entry.file.removesuffix(".onnx")
     parts = dict(spec.parts)
     if head is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from domicile.config.project import registry_dir
 from domicile.models.registry import load_manifest
 from domicile.split.codec import ENCODINGS, decode, encode, to_payload
-from domicile.split.model import CUTS, INPUT, NAME, split_entry, upscale
+from domicile.split.model import CUTS, INPUT, NAME, digits_seed, split_entry, upscale
 from domicile.split.partition import Parts, split_at
 from domicile.wire.envelope import Encoding, ModelRef, SplitEnvelope
 
@@ -62,7 +62,7 @@ def measure(model_dir: Path | None = None, repeat: int = 200, name: str = NAME) 
     model_dir = registry_dir(model_dir)
     entry, spec = split_entry(load_manifest(model_dir), name)
     whole = verified_model_bytes(model_dir / entry.file, entry.sha256)
-    test = load_digits_splits(entry.seed).test
+    test = load_digits_splits(digits_seed(entry)).test
     pixels = upscale(test.x)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

@@ -15,14 +15,15 @@ import onnxruntime as ort
 
 from domicile.cloud.answers import answer_envelope
 from domicile.errors import ConfigError, InputError
-from domicile.models.registry import ModelEntry, SplitPart, SplitSpec, load_manifest
+from domicile.models.registry import ModelEntry, SplitPart, SplitSpec, TensorSpec, load_manifest
 from domicile.models.runtime import verified_model_bytes
-from domicile.models.validation import features_matrix
+from domicile.models.validation import input_batch
 from domicile.split.codec import from_payload, to_payload
 from domicile.split.model import INPUT, split_entry, upscale
 from domicile.wire.envelope import Encoding, ModelRef, ResultEnvelope, SplitEnvelope, SplitPayload
 
-N_SENSOR_FEATURES = 64  # what the device's sensor hands over: 8x8 digits, read by the head at 32x32
+# What the device's sensor hands over: 8x8 digits, which the head reads at 32x32.
+SENSOR_INPUT = TensorSpec(name=INPUT, shape=(-1, 64), dtype="float32")
 
 
 def _part(entry: ModelEntry, spec: SplitSpec, cut: str, half: str) -> SplitPart:
@@ -53,7 +54,7 @@ def head_sha256(entry: ModelEntry, spec: SplitSpec, cut: str) -> str:
 class SplitHead:
     """The device half: 8x8 digits in, one encoded activation per case out."""
 
-    n_features = N_SENSOR_FEATURES
+    input = SENSOR_INPUT
 
     def __init__(self, model_dir: Path, name: str, cut: str, encoding: Encoding, intra_op_threads: int = 1) -> None:
         entry, spec = split_entry(load_manifest(Path(model_dir)), name)
@@ -67,7 +68,7 @@ class SplitHead:
 
     def activations(self, features: object) -> np.ndarray:
         """(N, width) float32 activations at the cut for N rows of 64 features."""
-        pixels = upscale(features_matrix(features, self.n_features, "features"))
+        pixels = upscale(input_batch(features, self.input, "features"))
         if self._session is None:
             return pixels
         return np.asarray(self._session.run([self.cut], {INPUT: pixels})[0], dtype=np.float32)

@@ -137,7 +137,8 @@ class ResultPayload(_Strict):
 class EscalatePayload(_Strict):
     case_id: str = Field(pattern=ID_PATTERN)
     # Whole numbers stay ints on the wire (shorter); NaN and infinity are refused while parsing.
-    features: list[StrictInt | Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=4096)
+    # One case of the model's input, flat (row-major); IoT Core's 128 KB payload limit bounds it anyway.
+    features: list[StrictInt | Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=16384)
     edge: EdgeGuess | None = None  # None when the fleet offloads raw features (cloud-only)
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from domicile.errors import InputError
 from domicile.models.registry import ModelEntry
 from domicile.models.runtime import Predictions
-from domicile.models.validation import OIP_NUMERIC_DATATYPES, features_matrix
+from domicile.models.validation import OIP_NUMERIC_DATATYPES, input_batch
 from domicile.wire.json_object import json_object
 
 PLATFORM = "onnxruntime_onnx"
@@ -22,7 +22,7 @@ class InferInput(BaseModel):
     name: str
     shape: list[int] = Field(min_length=1, max_length=4)
     datatype: str
-    # Validated as a whole by features_matrix (numpy), not item by item: a row is 64+ values.
+    # Validated as a whole by input_batch (numpy), not item by item: a case is many values.
     data: Any
     parameters: dict[str, Any] | None = None
 
@@ -55,9 +55,12 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "body"
 
 
-def decode_infer_request(
-    body: str | bytes, entry: ModelEntry, max_rows: int
-) -> tuple[InferRequest, NDArray[np.float32]]:
+def datatype_of(dtype: str) -> str:
+    """The OIP datatype of a numpy dtype name (float32 -> FP32)."""
+    return next(name for name, numpy_type in OIP_NUMERIC_DATATYPES.items() if np.dtype(numpy_type).name == dtype)
+
+
+def decode_infer_request(body: str | bytes, entry: ModelEntry, max_rows: int) -> tuple[InferRequest, NDArray[Any]]:
     """Parse and validate an infer request for `entry`; errors name the JSON path of the problem."""
     parsed = json_object(body, "body", "must be a JSON object with an `inputs` array")
     try:
@@ -75,22 +78,22 @@ def decode_infer_request(
         )
     if any(d < 0 for d in tensor.shape):
         raise InputError("inputs[0].shape", "dimensions must be non-negative")
-    matrix = features_matrix(tensor.data, entry.n_features, "inputs[0].data", shape=tensor.shape)
-    if matrix.shape[0] > max_rows:
-        raise InputError("inputs[0].shape", f"batch of {matrix.shape[0]} rows is over the limit of {max_rows}")
+    batch = input_batch(tensor.data, entry.input, "inputs[0].data", shape=tensor.shape)
+    if batch.shape[0] > max_rows:
+        raise InputError("inputs[0].shape", f"batch of {batch.shape[0]} rows is over the limit of {max_rows}")
     if request.outputs:
-        known = {entry.label_output, entry.probabilities_output}
+        known = {name for name in (entry.label_output, entry.probabilities_output) if name}
         for i, out in enumerate(request.outputs):
             if out.name not in known:
                 raise InputError(f"outputs[{i}].name", f"unknown output {out.name!r}; known: {sorted(known)}")
-    return request, matrix
+    return request, batch
 
 
 def encode_infer_response(request: InferRequest, predictions: Predictions) -> dict[str, Any]:
     entry = predictions.model
     wanted = {o.name for o in request.outputs} if request.outputs else None
     outputs = []
-    if wanted is None or entry.label_output in wanted:
+    if entry.label_output and (wanted is None or entry.label_output in wanted):
         outputs.append(
             {
                 "name": entry.label_output,
@@ -100,13 +103,13 @@ def encode_infer_response(request: InferRequest, predictions: Predictions) -> di
             }
         )
     if wanted is None or entry.probabilities_output in wanted:
-        probs = predictions.probabilities
+        scores = predictions.scores  # what the model's output holds: probabilities, or logits
         outputs.append(
             {
                 "name": entry.probabilities_output,
-                "shape": list(probs.shape),
+                "shape": list(scores.shape),
                 "datatype": "FP32",
-                "data": np.round(probs.astype(np.float64), 6).ravel().tolist(),
+                "data": np.round(scores.astype(np.float64), 6).ravel().tolist(),
             }
         )
     response: dict[str, Any] = {"model_name": entry.name, "model_version": entry.version, "outputs": outputs}
@@ -121,10 +124,12 @@ def model_metadata(entry: ModelEntry) -> dict[str, Any]:
         "name": entry.name,
         "versions": [entry.version],
         "platform": PLATFORM,
-        "inputs": [{"name": entry.input.name, "datatype": "FP32", "shape": list(entry.input.shape)}],
+        "inputs": [
+            {"name": entry.input.name, "datatype": datatype_of(entry.input.dtype), "shape": list(entry.input.shape)}
+        ],
         "outputs": [
-            {"name": entry.label_output, "datatype": "INT64", "shape": [-1]},
+            *([{"name": entry.label_output, "datatype": "INT64", "shape": [-1]}] if entry.label_output else []),
             {"name": entry.probabilities_output, "datatype": "FP32", "shape": [-1, n_classes]},
         ],
-        "parameters": {"sha256": entry.sha256, "class_labels": list(entry.class_labels)},
+        "parameters": {"sha256": entry.sha256, "class_labels": list(entry.class_labels), "scores": entry.scores},
     }

@@ -11,14 +11,16 @@ from functools import partial
 from typing import Any
 
 import boto3
+import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from numpy.typing import NDArray
 
 from domicile.aws.quarantine import Quarantine
 from domicile.aws.sqs_sink import SqsEnvelopeSink
-from domicile.cloud.answers import answer_escalations, check_feature_count, stack_rows
+from domicile.cloud.answers import answer_escalations, escalation_case
 from domicile.config.settings import SqsBatchSettings, load_settings
 from domicile.errors import InputError
 from domicile.residency.policy import ResidencyPolicy
@@ -45,6 +47,7 @@ class _Batch:
     def __init__(self) -> None:
         self.record_ids: list[str] = []
         self.requests: list[EscalateEnvelope] = []
+        self.cases: list[NDArray[Any]] = []  # each request's case, validated for the model's input
 
 
 def collect(batch: _Batch, record: SQSRecord) -> None:
@@ -52,7 +55,7 @@ def collect(batch: _Batch, record: SQSRecord) -> None:
         envelope = parse_envelope(record.body)
         if not isinstance(envelope, EscalateEnvelope):
             raise InputError("kind", f"the inference queue takes 'escalate' envelopes, not {envelope.kind!r}")
-        check_feature_count(envelope, model_entry.n_features)
+        case = escalation_case(envelope, model_entry)  # shape, dtype and range: a bad record fails alone
     except InputError as err:
         _reject(record.message_id, err)
         raise
@@ -60,6 +63,7 @@ def collect(batch: _Batch, record: SQSRecord) -> None:
         return  # the record succeeds: kept in this region, never processed
     batch.record_ids.append(record.message_id)
     batch.requests.append(envelope)
+    batch.cases.append(case)
 
 
 def _reject(message_id: str, err: InputError) -> None:
@@ -79,19 +83,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failed: list[str] = []
     if not batch.requests:
         return response  # every record was bad or quarantined: the response already says which
-    matrix, overflowing = stack_rows(batch.requests)
-    if overflowing:
-        # Values too large for float32: these records fail alone, like any other bad record.
-        for i in overflowing:
-            _reject(batch.record_ids[i], InputError("payload.features", "holds a value too large for float32"))
-        failed = [batch.record_ids[i] for i in overflowing]
-        keep = [i for i in range(len(batch.requests)) if i not in set(overflowing)]
-        batch.record_ids = [batch.record_ids[i] for i in keep]
-        batch.requests = [batch.requests[i] for i in keep]
-        matrix = matrix[keep]
     if batch.requests:
         started = time.perf_counter()
-        answers = answer_escalations(runtime, model_entry.name, batch.requests, matrix)
+        answers = answer_escalations(runtime, model_entry.name, batch.requests, np.concatenate(batch.cases))
         metrics.add_metric(
             name="InferenceLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
         )

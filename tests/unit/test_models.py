@@ -34,6 +34,7 @@ def test_committed_manifest_matches_committed_files():
 def test_cloud_model_is_more_accurate_and_edge_model_is_smaller():
     manifest = load_manifest(MODELS)
     edge, cloud = manifest.models["digits-edge"], manifest.models["digits-cloud"]
+    assert cloud.metrics.test_accuracy is not None and edge.metrics.test_accuracy is not None
     assert cloud.metrics.test_accuracy > edge.metrics.test_accuracy >= 0.95
     assert edge.size_bytes * 10 < cloud.size_bytes
 

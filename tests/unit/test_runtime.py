@@ -1,13 +1,17 @@
 import math
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from domicile.errors import InputError, ModelIntegrityError, ModelNotFoundError
+from domicile.models.registry import TensorSpec
 from domicile.models.runtime import ModelRuntime
-from domicile.models.validation import features_matrix
+from domicile.models.validation import input_batch
 from tests.conftest import MODELS
+
+ROWS_64 = TensorSpec(name="pixels", shape=(-1, 64), dtype="float32")
 
 ROW = [0.0] * 64
 
@@ -73,13 +77,61 @@ def test_tampered_model_refuses_to_load(tmp_path):
 )
 def test_bad_features_are_named(data, field_reason):
     with pytest.raises(InputError) as err:
-        features_matrix(data, 64, "features")
+        input_batch(data, ROWS_64, "features")
     assert err.value.field == "features"
     assert field_reason in err.value.reason
 
 
 def test_flat_data_with_shape():
-    matrix = features_matrix(list(range(128)), 64, shape=[2, 64])
+    matrix = input_batch(list(range(128)), ROWS_64, shape=[2, 64])
     assert matrix.shape == (2, 64) and matrix.dtype == np.float32
     with pytest.raises(InputError, match="has 128 values but shape \\[3, 64\\] needs 192"):
-        features_matrix(list(range(128)), 64, shape=[3, 64])
+        input_batch(list(range(128)), ROWS_64, shape=[3, 64])
+
+
+WINDOWS = TensorSpec(name="window", shape=(-1, 3, 4), dtype="float16")  # a rank-3 input: 3 channels x 4 steps
+
+
+def test_a_rank_3_input_takes_a_batch_one_case_or_flat_cases_and_keeps_its_dtype():
+    case = np.arange(12, dtype=np.float64).reshape(3, 4)
+    for data, cases in (
+        (np.stack([case, case]), 2),
+        (case, 1),
+        (case.ravel(), 1),
+        (np.stack([case, case]).reshape(2, 12), 2),
+    ):
+        batch = input_batch(data.tolist(), WINDOWS)
+        assert batch.shape == (cases, 3, 4) and batch.dtype == np.float16
+        assert np.array_equal(batch[0], case.astype(np.float16))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (np.zeros((2, 4, 3)), "each case must be shaped [3, 4], got [4, 3]"),
+        (np.zeros(11), "a flat case needs 12 values (a [3, 4] case), got 11"),
+        (np.zeros((2, 2, 3, 4)), "must be 3-D [batch, 3, 4], got 4-D"),
+        (np.full((1, 3, 4), 1e6), "row 0 holds NaN or infinity (or a value too large for float16)"),
+    ],
+)
+def test_a_rank_3_input_names_what_does_not_fit(data, reason):
+    with pytest.raises(InputError) as err:
+        input_batch(data.tolist(), WINDOWS, "inputs[0].data")
+    assert (err.value.field, err.value.reason) == ("inputs[0].data", reason)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "data", "reason"),
+    [
+        ("int8", [[1, 2, 300]], "row 0 holds a value outside int8's range -128..127"),
+        ("uint8", [[0, 1, 2], [1, -1, 2]], "row 1 holds a value outside uint8's range 0..255"),
+        ("int64", [[1.0, 2.5, 3.0]], "row 0 holds a fraction, but the model takes whole numbers (int64)"),
+        ("int32", [[1.0, math.nan, 3.0]], "row 0 holds NaN or infinity"),
+    ],
+)
+def test_integer_inputs_take_whole_numbers_in_range(dtype, data, reason):
+    spec = TensorSpec(name="codes", shape=(-1, 3), dtype=dtype)
+    with pytest.raises(InputError, match=re.escape(reason)):
+        input_batch(data, spec)
+    good = input_batch([[1.0, 2.0, 3.0]], spec)
+    assert good.dtype == np.dtype(dtype) and good.tolist() == [[1, 2, 3]]

@@ -25,7 +25,7 @@ SPLIT_DIR = registry_dir()
 
 ENTRY, SPEC = split_entry(load_manifest(SPLIT_DIR), NAME)
 WHOLE = (SPLIT_DIR / ENTRY.file).read_bytes()
-PIXELS = upscale(load_digits_splits(ENTRY.seed).test.x)
+PIXELS = upscale(load_digits_splits(ENTRY.seed or 7).test.x)
 
 
 def test_committed_files_match_the_manifest():
