@@ -26,9 +26,12 @@ EXAMPLES = """examples (every command, with what it prints: docs/cli.md):
 def _topology_check(args: argparse.Namespace) -> int:
     from domicile.config.project import topology_file
     from domicile.config.topology import load_topology
+    from domicile.models.placement import check_topology
+    from domicile.models.registry import load_manifest
 
     topo = load_topology(args.file)
-    print(f"{topology_file(args.file)}: valid")
+    check_topology(topo, load_manifest(registry_dir(args.models)))
+    print(f"{topology_file(args.file)}: valid (and the registry serves every model it names)")
     for region in topo.home_regions():
         fleets = ", ".join(f"{f.name} ({f.mode.value}, {f.devices} devices)" for f in topo.fleets_in(region))
         print(f"  {region} [{topo.jurisdiction_of_region(region)}]: {fleets}")
@@ -283,6 +286,7 @@ def _add_topology(commands: Any) -> None:
     topology = commands.add_parser("topology", help="the topology file").add_subparsers(dest="action", required=True)
     check = topology.add_parser("check", help="validate the topology file")
     check.add_argument("--file", help="topology file (default: domicile.toml)")
+    check.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
     check.set_defaults(run=_topology_check)
 
 

@@ -9,6 +9,7 @@ import sys
 from aws_cdk import App, AspectPriority, Aspects, cx_api
 
 from domicile.config.topology import Topology, load_topology
+from domicile.models.placement import check_topology
 from domicile.models.registry import load_manifest
 from infra.aspects.nag import apply_nag
 from infra.aspects.region_guard import RegionGuardAspect
@@ -31,6 +32,7 @@ def build_app(topology: Topology | None = None, outdir: str | None = None) -> Ap
     app = App(outdir=outdir or os.environ.get("CDK_OUTDIR") or "cdk.out", context=context)
     account = os.environ.get("CDK_DEFAULT_ACCOUNT")
     manifest = load_manifest()
+    check_topology(topology, manifest)  # every fleet's models registered, allowed there, and a matching pair
     for region in topology.home_regions():
         RegionalStack(
             app, regional_stack_name(region), topology=topology, manifest=manifest, region=region, account=account

@@ -21,12 +21,11 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-from domicile.config.project import MANIFEST_FILE
+from domicile.config.project import MANIFEST_FILE, registry_dir
 from domicile.models.registry import load_manifest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / ".cache" / "lambda-deps"
-MODEL_DIR = PROJECT_ROOT / "models"
 BUNDLER_VERSION = "2"  # bump to invalidate every cached bundle
 
 # The Lambda runtime provides these, and they are big: leave them out of the asset.
@@ -79,9 +78,10 @@ def _hash_files(digest: Any, root: Path, patterns: tuple[str, ...]) -> None:
                 digest.update(path.read_bytes())
 
 
-def cloud_model_files(model_dir: Path = MODEL_DIR) -> list[Path]:
+def cloud_model_files(model_dir: Path | None = None) -> list[Path]:
     """What the cloud functions may load: every version of the served models, the split models' tails
-    (split heads go to devices), and the registry that vouches for them."""
+    (split heads go to devices), and the registry that vouches for them (the project's, see registry_dir)."""
+    model_dir = registry_dir(model_dir)
     manifest = load_manifest(model_dir)
     names = {MANIFEST_FILE}
     for versions in manifest.versions.values():

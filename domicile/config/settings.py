@@ -56,6 +56,12 @@ class AnsweringSettings(InferenceSettings):
 
     results_queue_url: str
     quarantine_bucket: str
+    # Fleet -> the cloud model that answers its escalations (the topology's `cloud_model`), as JSON;
+    # a fleet not listed gets DEFAULT_MODEL.
+    fleet_models: dict[str, str] = {}
+
+    def cloud_model_for(self, fleet: str) -> str:
+        return self.fleet_models.get(fleet, self.default_model)
 
 
 class SqsBatchSettings(AnsweringSettings):

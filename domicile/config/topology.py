@@ -98,6 +98,9 @@ class Fleet(_Strict):
     devices: int = Field(ge=1, le=10_000)
     mode: FleetMode
     component: EdgeComponentKind = EdgeComponentKind.LAMBDA
+    # The models this fleet uses; default: the topology's only model of that role.
+    edge_model: str | None = None
+    cloud_model: str | None = None
 
 
 class Topology(_Strict):
@@ -130,6 +133,18 @@ class Topology(_Strict):
             if model.role is role:
                 return model
         raise ConfigError(f"models: no model has role {role.value!r}")
+
+    def edge_model_of(self, fleet: Fleet) -> str:
+        """The edge model a fleet's devices run (or, cloud-only, whose input they send)."""
+        return fleet.edge_model or self.model_for(ModelRole.EDGE).name
+
+    def cloud_model_of(self, fleet: Fleet) -> str:
+        """The cloud model that answers a fleet's escalations."""
+        return fleet.cloud_model or self.model_for(ModelRole.CLOUD).name
+
+    def cloud_models_in(self, region: str) -> dict[str, str]:
+        """Fleet name -> its cloud model, for the fleets at home in `region`."""
+        return {fleet.name: self.cloud_model_of(fleet) for fleet in self.fleets_in(region)}
 
 
 def _with_names(section: Any) -> Any:
@@ -169,10 +184,29 @@ def _check_fleet_placement(topo: Topology) -> None:
             )
 
 
-def _check_roles(topo: Topology) -> None:
+def _check_fleet_models(topo: Topology) -> None:
+    """Each fleet's edge and cloud model: named (when the role has several), of that role, allowed there."""
     for role in (ModelRole.EDGE, ModelRole.CLOUD):
-        if sum(m.role is role for m in topo.models.values()) != 1:
-            raise ConfigError(f"models: exactly one model must have role {role.value!r}")
+        models = [m.name for m in topo.models.values() if m.role is role]
+        if not models:
+            raise ConfigError(f"models: no model has role {role.value!r}")
+        for fleet in topo.fleets.values():
+            key = f"fleets.{fleet.name}.{role.value}_model"
+            name = fleet.edge_model if role is ModelRole.EDGE else fleet.cloud_model
+            if name is None and len(models) > 1:
+                raise ConfigError(f"{key}: several models have role {role.value!r} ({', '.join(models)}); name one")
+            if name is not None and name not in models:
+                raise ConfigError(f"{key}: {name!r} is not a model with role {role.value!r} (those are "
+                                  f"{', '.join(models)})")  # fmt: skip
+            placement = topo.models[name or models[0]]
+            if fleet.jurisdiction not in placement.jurisdictions:
+                allowed = ", ".join(placement.jurisdictions)
+                raise ConfigError(f"{key}: model {placement.name!r} may not run in jurisdiction "
+                                  f"{fleet.jurisdiction!r} (allowed: {allowed})")  # fmt: skip
+
+
+def _check_roles(topo: Topology) -> None:
+    _check_fleet_models(topo)
     splits = [m for m in topo.models.values() if m.role is ModelRole.SPLIT]
     if len(splits) > 1:
         raise ConfigError("models: at most one model may have role 'split'")

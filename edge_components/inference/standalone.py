@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from domicile.config.project import registry_dir
-from domicile.config.topology import FleetMode, ModelRole, load_topology
+from domicile.config.topology import FleetMode, load_topology
 from domicile.edge.transport import MqttTransport
 from edge_components.inference.build import build_device
 from edge_components.inference.settings import EdgeSettings
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         home_region=fleet.home_region,
         mode=fleet.mode,
         model_dir=registry_dir(args.model_dir),
-        model_name=split.name if split else topology.model_for(ModelRole.EDGE).name,
+        model_name=split.name if split else topology.edge_model_of(fleet),
         split_cut=split.cut if split else None,
         split_encoding=(split.encoding or "float32") if split else "float32",
         spool_dir=Path(args.spool_dir),

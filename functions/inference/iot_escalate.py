@@ -1,7 +1,7 @@
 """Escalations from IoT Core: the `escalate` topic rule invokes this with the envelope as the event.
 
-The cloud model answers; the answer goes to aggregation as a result envelope (source "cloud",
-escalated). See iot_rule for what happens to bad or foreign envelopes.
+The fleet's cloud model answers (FLEET_MODELS, else DEFAULT_MODEL); the answer goes to aggregation
+as a result envelope (source "cloud", escalated). See iot_rule for what happens to bad or foreign envelopes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ entry = RuleEntryPoint(settings)
 
 
 def _answer(envelope: EscalateEnvelope) -> ResultEnvelope:
-    (answer,) = answer_escalations(runtime, settings.default_model, [envelope])
+    (answer,) = answer_escalations(runtime, settings.cloud_model_for(envelope.fleet), [envelope])
     return answer
 
 

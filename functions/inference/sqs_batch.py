@@ -38,11 +38,10 @@ quarantine = Quarantine(s3, settings.quarantine_bucket, ResidencyPolicy.from_set
 # A batch where every record is bad is answered like any other: each record named as failed.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 sink = SqsEnvelopeSink(sqs, settings.results_queue_url)
-model_entry = runtime.entry(settings.default_model)
 
 
-class _Batch:
-    """The good records of one invocation, collected for one vectorized run."""
+class _Group:
+    """The good records of one invocation for one cloud model, collected for one vectorized run."""
 
     def __init__(self) -> None:
         self.record_ids: list[str] = []
@@ -50,20 +49,29 @@ class _Batch:
         self.cases: list[NDArray[Any]] = []  # each request's case, validated for the model's input
 
 
+class _Batch:
+    """One invocation's good records, by the cloud model their fleet's escalations go to."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, _Group] = {}
+
+
 def collect(batch: _Batch, record: SQSRecord) -> None:
     try:
         envelope = parse_envelope(record.body)
         if not isinstance(envelope, EscalateEnvelope):
             raise InputError("kind", f"the inference queue takes 'escalate' envelopes, not {envelope.kind!r}")
-        case = escalation_case(envelope, model_entry)  # shape, dtype and range: a bad record fails alone
+        model = runtime.entry(settings.cloud_model_for(envelope.fleet))
+        case = escalation_case(envelope, model)  # shape, dtype and range: a bad record fails alone
     except InputError as err:
         _reject(record.message_id, err)
         raise
     if hold_if_foreign(envelope, record.body, f"sqs:{record.event_source_arn}", quarantine, metrics, logger):
         return  # the record succeeds: kept in this region, never processed
-    batch.record_ids.append(record.message_id)
-    batch.requests.append(envelope)
-    batch.cases.append(case)
+    group = batch.groups.setdefault(model.name, _Group())
+    group.record_ids.append(record.message_id)
+    group.requests.append(envelope)
+    group.cases.append(case)
 
 
 def _reject(message_id: str, err: InputError) -> None:
@@ -81,16 +89,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         process_partial_response(event=event, record_handler=collect_into, processor=processor, context=context)
     )
     failed: list[str] = []
-    if not batch.requests:
-        return response  # every record was bad or quarantined: the response already says which
-    if batch.requests:
+    # No group: every record was bad or quarantined, and the response already says which.
+    for model, group in batch.groups.items():
         started = time.perf_counter()
-        answers = answer_escalations(runtime, model_entry.name, batch.requests, np.concatenate(batch.cases))
+        answers = answer_escalations(runtime, model, group.requests, np.concatenate(group.cases))
         metrics.add_metric(
             name="InferenceLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
         )
         metrics.add_metric(name="Inferences", unit=MetricUnit.Count, value=len(answers))
-        unsent = sink.send(list(zip(batch.record_ids, answers, strict=True)))
+        unsent = sink.send(list(zip(group.record_ids, answers, strict=True)))
         if unsent:
             logger.error("results queue refused answers; their records will be retried", extra={"records": unsent})
         failed.extend(unsent)

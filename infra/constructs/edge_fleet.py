@@ -18,7 +18,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from domicile.config.project import MANIFEST_FILE
+from domicile.config.project import MANIFEST_FILE, registry_dir
 from domicile.config.topology import EdgeComponentKind, Fleet, FleetMode, ModelPlacement
 from domicile.errors import ConfigError
 from domicile.models.registry import ModelEntry, load_manifest
@@ -114,10 +114,10 @@ class ModelArtifacts:
 class EdgeFleetProps:
     jurisdiction: str
     fleets: list[Fleet]
-    model: ModelEntry
+    models: dict[str, ModelEntry]  # fleet name -> the edge model its devices run (the topology's edge_model)
     key: kms.IKey  # the region's key (the edge function's log group)
     split: ModelPlacement | None = None  # the split model, for fleets in split mode
-    model_dir: Path = PROJECT_ROOT / "models"
+    model_dir: Path = field(default_factory=registry_dir)  # the project's registry
 
 
 @dataclass(frozen=True)
@@ -170,14 +170,21 @@ class EdgeFleets(Construct):
         )
 
         # --- model components: a ZIP artifact each, verified by digest and unpacked on the core
-        edge = self._model_component("Model", ModelArtifacts.edge(props.model, props.model_dir))
-        self.model_components: dict[FleetMode, _ModelComponent] = dict.fromkeys(FleetMode, edge)
+        # One component per edge model the region's fleets run (the first keeps the id "Model").
+        by_model: dict[str, _ModelComponent] = {}
+        for entry in sorted({e.name: e for e in props.models.values()}.values(), key=lambda e: e.name):
+            construct_id = "Model" if not by_model else f"Model{_pascal(entry.name)}"
+            by_model[entry.name] = self._model_component(construct_id, ModelArtifacts.edge(entry, props.model_dir))
+        # fleet name -> the model component its devices depend on
+        self.model_components: dict[str, _ModelComponent] = {
+            fleet.name: by_model[props.models[fleet.name].name] for fleet in props.fleets
+        }
         split_fleets = [f.name for f in props.fleets if f.mode is FleetMode.SPLIT]
         if split_fleets:
             if props.split is None:
                 raise ConfigError(f"fleets.{split_fleets[0]}.mode: split needs a model with role 'split'")
-            head = ModelArtifacts.split_head(props.split, props.model_dir)
-            self.model_components[FleetMode.SPLIT] = self._model_component("SplitHead", head)
+            head = self._model_component("SplitHead", ModelArtifacts.split_head(props.split, props.model_dir))
+            self.model_components |= dict.fromkeys(split_fleets, head)
 
         kinds = {fleet.component for fleet in props.fleets}
         # --- Lambda components: the edge inference Lambda, packaged for the devices; never invoked in the cloud
@@ -387,7 +394,7 @@ class EdgeFleets(Construct):
 
     def _fleet(self, fleet: Fleet, split: ModelPlacement | None) -> None:
         stack = Stack.of(self)
-        model = self.model_components[fleet.mode]
+        model = self.model_components[fleet.name]
         name = f"com.domicile.edge.{fleet.name}"
         env = self._environment(fleet, model, split)
         make = self._lambda_component if fleet.component is EdgeComponentKind.LAMBDA else self._generic_component

@@ -6,7 +6,8 @@ split tail, which finishes what the devices' heads started.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_kms as kms
@@ -42,6 +43,7 @@ class InferenceFunctionProps:
     results_queue: sqs.IQueue
     escalation_dlq: sqs.IQueue
     allowed_regions: tuple[str, ...]
+    fleet_models: dict[str, str] = field(default_factory=dict)  # fleet -> cloud model for its escalations
     split_model: str | None = None  # set where split fleets live: the split model's registry name
     split_cut: str | None = None  # and the tensor its tail starts at
     model_versions: str = ""  # the registry's deployed versions: a promotion makes new function versions
@@ -63,6 +65,7 @@ class InferenceFunction(Construct):
             "INPUT_PREFIX": INPUT_PREFIX,
             "OUTPUT_PREFIX": OUTPUT_PREFIX,
             "MODEL_VERSIONS": props.model_versions,
+            "FLEET_MODELS": json.dumps(props.fleet_models, sort_keys=True, separators=(",", ":")),
             "POWERTOOLS_SERVICE_NAME": "domicile-inference",
             "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
             "POWERTOOLS_LOG_LEVEL": "INFO",

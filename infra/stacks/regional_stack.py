@@ -8,7 +8,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from domicile.config.topology import FleetMode, ModelRole, Topology
+from domicile.config.topology import FleetMode, Topology
 from domicile.models.registry import Manifest
 from domicile.wire.keys import model_key
 from infra.aspects.residency import pin_jurisdiction
@@ -34,6 +34,7 @@ class RegionalStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, env=Environment(account=account, region=region))
         self.jurisdiction = topology.jurisdiction_of_region(region)
+        cloud_models = topology.cloud_models_in(region)  # fleet -> the cloud model answering its escalations
         split_model = topology.split_model()
         has_split_fleets = any(f.mode is FleetMode.SPLIT for f in topology.fleets_in(region))
         pin_jurisdiction(self, self.jurisdiction)
@@ -55,7 +56,8 @@ class RegionalStack(Stack):
             "Inference",
             props=InferenceFunctionProps(
                 jurisdiction=self.jurisdiction,
-                default_model=topology.model_for(ModelRole.CLOUD).name,
+                default_model=next(iter(cloud_models.values())),
+                fleet_models=cloud_models,
                 key=key,
                 bucket=storage.bucket,
                 request_queue=self.requests.queue,
@@ -91,14 +93,13 @@ class RegionalStack(Stack):
                 split_function=self.inference.split_tail_live,
             ),
         )
-        edge_model = manifest.models[topology.model_for(ModelRole.EDGE).name]
         self.edge = EdgeFleets(
             self,
             "Edge",
             props=EdgeFleetProps(
                 jurisdiction=self.jurisdiction,
                 fleets=topology.fleets_in(region),
-                model=edge_model,
+                models={f.name: manifest.models[topology.edge_model_of(f)] for f in topology.fleets_in(region)},
                 key=key,
                 split=split_model,
             ),

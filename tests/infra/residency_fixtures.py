@@ -70,7 +70,8 @@ def fleet_outside() -> App:
     rogue = Fleet(name="rogue", jurisdiction="eu", home_region="us-east-1", devices=1, mode=FleetMode.HYBRID)
     model = load_manifest().models["digits-edge"]
     key = kms.Key(stack, "Key")
-    EdgeFleets(stack, "Fleets", props=EdgeFleetProps(jurisdiction="eu", fleets=[rogue], model=model, key=key))
+    props = EdgeFleetProps(jurisdiction="eu", fleets=[rogue], models={"rogue": model}, key=key)
+    EdgeFleets(stack, "Fleets", props=props)
     return _done(app)
 
 

@@ -46,7 +46,7 @@ def _mutate(path: list[str], value):
         (["fleets", "munich-line", "colour"], "red", "fleets.munich-line.colour: Extra inputs are not permitted"),
         (["fleets", "munich-line", "devices"], KeyError, "fleets.munich-line.devices: Field required"),
         (["models", "digits-edge", "jurisdictions"], ["atlantis"], "models.digits-edge.jurisdictions: unknown"),
-        (["models", "digits-edge", "role"], "cloud", "models: exactly one model must have role 'edge'"),
+        (["models", "digits-edge", "role"], "cloud", "models: no model has role 'edge'"),
         (["jurisdictions", "us", "regions"], ["eu-west-1"], "already belongs to eu"),
         (["models", "digits-deep", "cut"], KeyError, "models.digits-deep: cut: a split model needs the tensor"),
         (["models", "digits-deep", "encoding"], "bfloat16", "models.digits-deep.encoding"),
