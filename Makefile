@@ -55,7 +55,7 @@ demo: setup models synth
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domicile domicile_local functions infra edge_components benchmarks events tests .ci/audit_dependencies.py
+	$(BIN)/mypy domicile domicile_local functions infra edge_components benchmarks events tests examples .ci/audit_dependencies.py
 
 # pip-audit, and PyPI's project endpoint for the pins it cannot reach; fails on a known vulnerability.
 audit: $(STAMP)

@@ -211,6 +211,7 @@ def _simulate(args: argparse.Namespace) -> int:
         inject_violations=args.inject_violations, out=Path(args.out) if args.out else None, brokers=brokers,
         progress=not args.no_progress, faults=_faults(args.fault),
         cdk_out=Path(args.cdk_out) if args.cdk_out else None,
+        data={fleet: Path(path) for fleet, path in _key_values(args.data, "--data").items()},
     )  # fmt: skip
     report = simulate(topology, options)
     errors = [error for fleet in report.fleets for error in fleet.device_errors]
@@ -349,9 +350,13 @@ def _add_simulate(commands: Any) -> None:
         help="run the synthesized app locally end to end and write a report",
         description="Synthesize the CDK app, stand up moto and one MQTT broker per region, run the real "
         "handlers behind the templates' rules and event sources, and drive them with simulated devices "
-        "running the real edge code on held-out digits. Exit status 1 if the books do not balance.",
+        "running the real edge code on each fleet's data (--data, the model's validation data, or held-out "
+        "digits). Exit status 1 if the books do not balance.",
     )
     sim.add_argument("--records", type=int, default=300, help="cases per device (default 300)")
+    sim.add_argument("--data", action="append", default=[], metavar="FLEET=DATA.npz",
+                     help="the cases (x) and labels (y) a fleet's devices send (default: its model's validation "
+                     "data, else held-out digits); repeatable")  # fmt: skip
     sim.add_argument("--devices", type=int, help="devices per fleet (default: the topology's counts)")
     sim.add_argument("--rate", type=float, default=60.0, help="cases per second per device (default 60)")
     sim.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data split and shuffling seed")

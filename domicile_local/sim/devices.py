@@ -5,7 +5,8 @@ with the environment the nucleus gives it (settings, model files placed from the
 artifact, spool in its work folder). It publishes as that component does on a core: a Lambda
 component through the core's legacy subscription router, a generic component with the real IPC
 client against the core's IPC server. The core's own MQTT connection (client id: the thing name)
-carries the messages to the region's broker. Data: held-out digits.
+carries the messages to the region's broker. Data: each fleet's cases (sim.data: the user's, the model's
+validation data, or held-out digits).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class DeviceRun:
     resumed: int = 0  # cases handled again after a restart (sent again under the same ids, or never sent)
     reached: int = 0  # input positions handed to the device so far
     started: dict[str, float] = field(default_factory=dict)  # case id -> wall time
-    labels: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # case id -> the data's class label
     decisions: list[tuple[float, bool]] = field(default_factory=list)  # (time, escalated)
     done: bool = False
     error: str | None = None
@@ -147,7 +148,7 @@ class DeviceRun:
                 spool.armed = True  # the next spool write is torn
             features = self.features(i)
             case_id = f"{self.identity.device}-{i}"
-            self.labels[case_id] = int(self.y[i])
+            self.labels[case_id] = str(self.y[i])
             self.started.setdefault(case_id, time.time())  # a resumed case keeps its first start
             self.reached = i + 1
             (decision,) = self.device.infer([case_id], features[None, :], positions=[i])
@@ -237,10 +238,10 @@ def deploy_device(
 
 @dataclass(frozen=True)
 class CaseStream:
-    """What each device of a fleet sends: `records` of the held-out rows, shuffled per device."""
+    """What each device of a fleet sends: `records` of the fleet's cases, shuffled per device."""
 
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray  # each case's class label (str)
     records: int
     rate: float  # cases per second
     seed: int

@@ -55,6 +55,7 @@ class SimOptions:
     drain_timeout_s: float = 90.0
     faults: Faults = field(default_factory=Faults)
     cdk_out: Path | None = None  # an app synthesized beforehand; None synthesizes the project (cdk.json)
+    data: dict[str, Path] = field(default_factory=dict)  # fleet -> DATA.npz (x, y) its devices send
 
 
 @dataclass
@@ -223,13 +224,17 @@ class Simulation:
         return counts
 
     def start_devices(self) -> None:
-        from domicile.models.datasets import load_digits_splits
+        from domicile.config.project import registry_dir
+        from domicile.models.registry import load_manifest
+        from domicile_local.sim.data import fleet_cases
 
-        test = load_digits_splits(self.options.seed).test
         self._check_split_rules()
-        stream = CaseStream(test.x, test.y, self.options.records, self.options.rate, self.options.seed,
-                            self.options.drift)  # fmt: skip
+        model_dir = registry_dir()
+        cases = fleet_cases(self.topology, load_manifest(model_dir), model_dir, self.options.data, self.options.seed)
         for fleet in self.topology.fleets.values():
+            data = cases[fleet.name]
+            stream = CaseStream(data.x, data.labels, self.options.records, self.options.rate, self.options.seed,
+                                self.options.drift)  # fmt: skip
             count = self.options.devices or fleet.devices
             self.devices += build_devices(
                 fleet, count, stream, self.greengrass, self.services.brokers[fleet.home_region].url,

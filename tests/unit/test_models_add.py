@@ -205,3 +205,41 @@ def test_the_cli_adds_a_model_and_lists_it(tmp_path, registry):
                   "--role", "edge", "--validation", str(tmp_path / "val.npz"), "--jurisdictions", "mars",
                   "--models", str(registry))  # fmt: skip
     assert bad.returncode == 2 and "--jurisdictions: unknown jurisdiction 'mars'" in bad.stderr
+
+
+def test_a_registered_rank_3_model_is_served_over_oip_and_json_lines(tmp_path, registry):
+    from domicile.cloud.jsonlines import infer_jsonlines
+    from domicile.wire.oip import decode_infer_request, encode_infer_response, model_metadata
+
+    windows_model(tmp_path / "windows.onnx")
+    _, x, y = windows_data(tmp_path / "val.npz", labels=True)
+    add_model(registry, request(tmp_path))
+    runtime = ModelRuntime(registry)
+    entry = runtime.entry("windows")
+    cases = np.rint(x[:2]).astype(int)
+    body = json.dumps({"inputs": [{"name": "window", "shape": [2, 3, 8], "datatype": "INT32",
+                                   "data": cases.ravel().tolist()}]})  # fmt: skip
+    decoded, batch = decode_infer_request(body, entry, max_rows=1024)
+    assert batch.shape == (2, 3, 8) and batch.dtype == np.float32
+    response = encode_infer_response(decoded, runtime.run(entry, batch))
+    assert [o["name"] for o in response["outputs"]] == ["logits"]  # the model's own output, as it is
+    assert response["outputs"][0]["shape"] == [2, 4]
+    metadata = model_metadata(entry)
+    assert metadata["inputs"] == [{"name": "window", "datatype": "FP32", "shape": [-1, 3, 8]}]
+    assert [o["name"] for o in metadata["outputs"]] == ["logits"] and metadata["parameters"]["scores"] == "logits"
+    wrong = json.dumps({"inputs": [{"name": "window", "shape": [1, 3, 7], "datatype": "FP32", "data": [0] * 21}]})
+    with pytest.raises(InputError) as err:
+        decode_infer_request(wrong, entry, max_rows=1024)
+    assert (err.value.field, err.value.reason) == ("inputs[0].data", "each case must be shaped [3, 8], got [3, 7]")
+    lines = [
+        json.dumps({"id": "nested", "features": x[0].tolist()}),
+        json.dumps({"id": "flat", "features": x[1].ravel().tolist()}),
+        json.dumps({"id": "short", "features": [0.0] * 23}),
+    ]
+    outcomes = infer_jsonlines("\n".join(lines), runtime, "windows")
+    labels = ("idle", "walk", "run", "jump")
+    assert [o.result["label"] for o in outcomes[:2] if o.result] == [labels[y[0]], labels[y[1]]]
+    assert (
+        outcomes[2].error is not None
+        and "a flat case needs 24 values (a [3, 8] case), got 23" in outcomes[2].error.reason
+    )
