@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,14 @@ from aws_cdk.assertions import Template
 
 from domicile.config.topology import Topology, parse_topology
 from domicile.errors import ConfigError
-from domicile.models.add import add_model
 from tests.conftest import MODELS
 from tests.unit.test_fleet_models import WINDOWS, _every_fleet, topology
-from tests.unit.test_models_add import request, windows_data, windows_model
+from tests.user_models import user_registry
 
 
 @pytest.fixture(scope="module")
-def user_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("reg") / "models"
-    shutil.copytree(MODELS, folder)
-    work = tmp_path_factory.mktemp("byom")
-    windows_model(work / "windows.onnx")
-    windows_data(work / "val.npz", labels=True)
-    add_model(folder, request(work))
-    add_model(folder, request(work, name="windows-cloud", role="cloud"))
-    return folder
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return user_registry(tmp_path_factory.mktemp("reg") / "models", tmp_path_factory.mktemp("byom"))
 
 
 def _topology() -> Topology:
@@ -36,10 +27,10 @@ def _topology() -> Topology:
     return parse_topology(data)
 
 
-def test_a_fleet_on_user_models_gets_its_model_component_and_its_escalation_route(user_registry, tmp_path, monkeypatch):
+def test_a_fleet_on_user_models_gets_its_model_component_and_its_escalation_route(registry, tmp_path, monkeypatch):
     from infra.app import build_app, regional_stack_name
 
-    monkeypatch.setenv("DOMICILE_MODELS", str(user_registry))
+    monkeypatch.setenv("DOMICILE_MODELS", str(registry))
     app = build_app(_topology(), outdir=str(tmp_path / "cdk.out"))
     stack = next(
         s for s in app.node.children if isinstance(s, Stack) and s.stack_name == regional_stack_name("eu-central-1")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,10 @@ import pytest
 from domicile.config.project import topology_file
 from domicile.config.topology import parse_topology
 from domicile.errors import ConfigError
-from domicile.models.add import add_model
 from domicile.models.placement import check_topology
 from domicile.models.registry import load_manifest
 from tests.conftest import MODELS
-from tests.unit.test_models_add import request, windows_data, windows_model
+from tests.user_models import user_registry
 
 BASE = tomllib.loads(topology_file().read_text())
 
@@ -38,14 +36,7 @@ WINDOWS = {
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed registry plus a user's edge and cloud model of another rank: [N, 3, 8] windows."""
-    folder = tmp_path_factory.mktemp("reg") / "models"
-    shutil.copytree(MODELS, folder)
-    work = tmp_path_factory.mktemp("byom")
-    windows_model(work / "windows.onnx")
-    windows_data(work / "val.npz", labels=True)
-    add_model(folder, request(work))
-    add_model(folder, request(work, name="windows-cloud", role="cloud"))
-    return folder
+    return user_registry(tmp_path_factory.mktemp("reg") / "models", tmp_path_factory.mktemp("byom"))
 
 
 def test_a_fleet_takes_its_own_models_and_the_registry_serves_the_pair(registry):
