@@ -85,11 +85,12 @@ class ModelRuntime:
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
         self._pinned: dict[str, ModelEntry] = {}  # a name served by another version than the deployed one
+        self._served = self.manifest.served  # looked up on every request: computed once
 
     def entry(self, name: str) -> ModelEntry:
-        entry = self._pinned.get(name) or self.manifest.served.get(name)
+        entry = self._pinned.get(name) or self._served.get(name)
         if entry is None:
-            raise ModelNotFoundError(name, list(self.manifest.served))
+            raise ModelNotFoundError(name, list(self._served))
         return entry
 
     def load_or_fall_back(self, name: str) -> str | None:
@@ -129,7 +130,7 @@ class ModelRuntime:
         return session
 
     def warm(self, *names: str) -> None:
-        for name in names or tuple(self.manifest.served):
+        for name in names or tuple(self._served):
             self.session(name)
 
     def predict(self, name: str, features: Any, field: str = "features") -> Predictions:
