@@ -306,6 +306,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     from benchmarks.edge import report
 
     lines += report(results["edge_modes"], results["aggregate"])
+    from benchmarks.edge import sensor_report
+
+    lines += sensor_report(results["sensor_modes"])
     from benchmarks.simulate import report_lines
 
     lines += report_lines(results["simulate"])
@@ -317,7 +320,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    from benchmarks.edge import bench_aggregate, bench_modes
+    from benchmarks.edge import bench_aggregate, bench_modes, bench_sensor_modes
     from benchmarks.simulate import bench_simulate
     from benchmarks.split import bench_split
 
@@ -336,6 +339,7 @@ def main() -> None:
         "cold": bench_cold(),
         "asset": bench_asset(),
         "edge_modes": bench_modes(),
+        "sensor_modes": bench_sensor_modes(),
         "aggregate": bench_aggregate(),
         "simulate": bench_simulate(),
         "split": bench_split(),
