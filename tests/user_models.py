@@ -66,6 +66,7 @@ def user_registry(folder: Path, work: Path) -> Path:
     from tests.conftest import MODELS
 
     shutil.copytree(MODELS, folder)
+    work.mkdir(parents=True, exist_ok=True)
     windows_model(work / "windows.onnx")
     windows_data(work / "val.npz", labels=True)
     add_model(folder, request(work))
