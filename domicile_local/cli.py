@@ -234,17 +234,18 @@ def _split_partition(args: argparse.Namespace) -> int:
     from domicile.config.topology import load_topology
     from domicile.split.partition import partition
 
-    cut = args.cut
-    if cut is None:  # the cut the topology deploys
+    cut, model = args.cut, args.model
+    if cut is None or model is None:  # what the topology deploys
         placement = load_topology(args.topology).split_model()
         if placement is None or placement.cut is None:
-            raise DomicileError("--cut: not given, and the topology has no split model with a cut")
-        cut = placement.cut
-    entry = partition(cut, registry_dir(args.models), args.model, args.version)
+            raise DomicileError("--cut and --model: not given, and the topology has no split model with a cut")
+        cut, model = cut or placement.cut, model or placement.name
+    entry = partition(cut, registry_dir(args.models), model, args.version)
     for key, part in (entry.split.parts if entry.split else {}).items():
         if key.startswith(f"{cut}/"):
             print(f"{key}: {part.file}, {part.size_bytes} bytes, sha256 {part.sha256[:16]}...")
-    print(f"head then tail equals the whole model on the test split (to 1e-5) at cut {cut}")
+    cases = "its validation data" if entry.validation_data else "the test split"
+    print(f"head then tail equals the whole model on {cases} (to 1e-5) at cut {cut}")
     return 0
 
 
@@ -323,7 +324,8 @@ def _add_models_add(models: Any) -> None:
     add.add_argument("file", metavar="FILE.onnx", help="the model (one input with a dynamic batch axis)")
     add.add_argument("--name", required=True, help="the registry name (lower-case letters, digits, '-')")
     add.add_argument("--version", required=True, help="the version, like 1.0.0 (immutable once registered)")
-    add.add_argument("--role", required=True, choices=("edge", "cloud"), help="edge (on devices) or cloud")
+    add.add_argument("--role", required=True, choices=("edge", "cloud", "split"),
+                     help="edge (on devices), cloud, or split (cut in two by `split partition`)")  # fmt: skip
     add.add_argument("--validation", required=True, metavar="DATA.npz", help="arrays x (cases) and y (labels)")
     add.add_argument("--labels", help="class labels in score order, comma-separated (default 0..C-1)")
     add.add_argument("--jurisdictions", help="where it may run, comma-separated (default: every one)")
@@ -396,10 +398,10 @@ def _add_split(commands: Any) -> None:
     sbuild.add_argument("--out", help="registry folder (default: ./models, or the embedded registry)")
     sbuild.set_defaults(run=_split_build)
     spart = split.add_parser("partition", help="cut the model into head and tail at a named tensor")
-    spart.add_argument("--cut", choices=CUTS, help="the tensor to cut at (default: the topology's split model cut)")
+    spart.add_argument("--cut", help=f"the tensor to cut at (default: the topology's; {NAME}'s: {', '.join(CUTS)})")
     spart.add_argument("--topology", help="topology file (default: domicile.toml)")
     spart.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
-    spart.add_argument("--model", default=NAME, help=f"the split model to cut (default {NAME})")
+    spart.add_argument("--model", help="the split model to cut (default: the topology's split model)")
     spart.add_argument("--version", help="the version to cut (default: the deployed one)")
     spart.set_defaults(run=_split_partition)
     splan = split.add_parser("plan", help="every cut's latency for a network and device, and the best one")

@@ -25,7 +25,7 @@ from domicile.errors import InputError
 from domicile.models.build import CONFIDENT_ACCURACY_TARGET, choose_threshold
 from domicile.models.drift import InputBaseline
 from domicile.models.lifecycle import check_registrable, register
-from domicile.models.registry import DataFile, ModelEntry, ModelMetrics, TensorSpec
+from domicile.models.registry import DataFile, ModelEntry, ModelMetrics, SplitSpec, TensorSpec
 from domicile.models.runtime import Predictions
 from domicile.models.scores import are_probabilities
 from domicile.models.validation import input_batch
@@ -50,7 +50,7 @@ class AddRequest:
     file: Path
     name: str
     version: str
-    role: str  # edge | cloud
+    role: str  # edge | cloud | split
     validation: Path
     jurisdictions: tuple[str, ...]
     labels: tuple[str, ...] | None = None
@@ -178,13 +178,22 @@ def _labels(request: AddRequest, width: int) -> tuple[str, ...]:
     return labels
 
 
+def _split_section(role: str, blob: bytes, spec: TensorSpec) -> SplitSpec | None:
+    """A split model's candidate cuts (its graph's fixed-shape float tensors); `split partition` cuts it."""
+    if role != "split":
+        return None
+    from domicile.split.graph import split_spec
+
+    return split_spec(blob, spec.name)
+
+
 def _check_names(request: AddRequest) -> None:
     if not NAME.match(request.name):
         raise InputError("--name", f"{request.name!r} is not 1-31 lower-case letters, digits or '-', a letter first")
     if not VERSION.match(request.version):
         raise InputError("--version", f"{request.version!r} is not a version like 1.0.0")
-    if request.role not in ("edge", "cloud"):
-        raise InputError("--role", f"{request.role!r} is not edge or cloud")
+    if request.role not in ("edge", "cloud", "split"):
+        raise InputError("--role", f"{request.role!r} is not edge, cloud or split")
     if not 0 < request.confident_accuracy <= 1:
         raise InputError("--confident-accuracy", f"{request.confident_accuracy} is not in (0, 1]")
 
@@ -210,7 +219,7 @@ def prepare(request: AddRequest) -> tuple[ModelEntry, bytes, bytes]:
         sha256=hashlib.sha256(blob).hexdigest(), size_bytes=len(blob), input=spec, label_output=outputs.label,
         probabilities_output=outputs.scores, scores=kind, class_labels=labels,
         metrics=ModelMetrics(validation_accuracy=0.0), allowed_jurisdictions=request.jurisdictions,
-        description=request.description,
+        description=request.description, split=_split_section(request.role, blob, spec),
         validation_data=DataFile(file=f"{request.name}-{request.version}.validation.npz",
                                  sha256=hashlib.sha256(data.blob).hexdigest(), cases=len(batch)),
     )  # fmt: skip

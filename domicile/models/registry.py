@@ -98,7 +98,11 @@ class SplitSpec(_Frozen):
 
     cuts: tuple[str, ...] = Field(min_length=1)  # candidate tensors in graph order: the input first
     cut_widths: dict[str, int]  # values per case at each cut
+    cut_shapes: dict[str, tuple[int, ...]] = {}  # one case's shape at each cut (absent: flat, its width)
     parts: dict[str, SplitPart] = {}  # "<cut>/head", "<cut>/tail"
+
+    def case_shape(self, cut: str) -> tuple[int, ...]:
+        return self.cut_shapes.get(cut, (self.cut_widths[cut],))
 
     @model_validator(mode="after")
     def _widths_of_cuts(self) -> SplitSpec:

@@ -51,7 +51,7 @@ def digits_seed(entry: ModelEntry) -> int:
     """The seed of the digits split this split model was built on (its held-out cases check the parts)."""
     if entry.seed is None:
         raise ConfigError(
-            f"models.{entry.name}: no digits seed; cutting and profiling are built for the digits split model only"
+            f"models.{entry.name}: no digits seed; `split plan` profiles the digits split model only so far"
         )
     return entry.seed
 

@@ -16,10 +16,10 @@ import onnxruntime as ort
 from domicile.cloud.answers import answer_envelope
 from domicile.errors import ConfigError, InputError
 from domicile.models.registry import ModelEntry, SplitPart, SplitSpec, TensorSpec, load_manifest
-from domicile.models.runtime import verified_model_bytes
+from domicile.models.runtime import Predictions, verified_model_bytes
 from domicile.models.validation import input_batch
 from domicile.split.codec import from_payload, to_payload
-from domicile.split.model import INPUT, split_entry, upscale
+from domicile.split.model import INPUT, N_INPUT, NAME, split_entry, upscale
 from domicile.wire.envelope import Encoding, ModelRef, ResultEnvelope, SplitEnvelope, SplitPayload
 
 # What the device's sensor hands over: 8x8 digits, which the head reads at 32x32.
@@ -51,27 +51,35 @@ def head_sha256(entry: ModelEntry, spec: SplitSpec, cut: str) -> str:
     return part.sha256 if part else entry.sha256
 
 
-class SplitHead:
-    """The device half: 8x8 digits in, one encoded activation per case out."""
+def reads_digits_sensor(entry: ModelEntry) -> bool:
+    """The digits split model reads the 8x8 sensor at 32x32 (see split.model); any other model reads its input."""
+    return entry.name == NAME and entry.input.case_shape == (N_INPUT,)
 
-    input = SENSOR_INPUT
+
+class SplitHead:
+    """The device half: the model's input in (the digits model: 8x8 digits), one encoded activation per case out."""
 
     def __init__(self, model_dir: Path, name: str, cut: str, encoding: Encoding, intra_op_threads: int = 1) -> None:
         entry, spec = split_entry(load_manifest(Path(model_dir)), name)
         self.cut = cut
         self.encoding = encoding
         self.width = spec.cut_widths.get(cut, 0)
-        # Cutting at the input leaves nothing to run on the device: it sends the 32x32 pixels.
-        part = None if cut == INPUT else _part(entry, spec, cut, "head")
+        self._upscale = reads_digits_sensor(entry)
+        self.input = SENSOR_INPUT if self._upscale else entry.input  # what the device's cases look like
+        self._model_input = entry.input.name
+        # Cutting at the input leaves nothing to run on the device: it sends the input itself.
+        part = None if cut == entry.input.name else _part(entry, spec, cut, "head")
         self._session = _session(Path(model_dir), part, intra_op_threads) if part else None
         self.model_ref = ModelRef(name=entry.name, version=entry.version, sha256=head_sha256(entry, spec, cut))
 
     def activations(self, features: object) -> np.ndarray:
-        """(N, width) float32 activations at the cut for N rows of 64 features."""
-        pixels = upscale(input_batch(features, self.input, "features"))
-        if self._session is None:
-            return pixels
-        return np.asarray(self._session.run([self.cut], {INPUT: pixels})[0], dtype=np.float32)
+        """(N, width) float32 activations at the cut, flat, for N cases."""
+        batch = input_batch(features, self.input, "features")
+        if self._upscale:
+            batch = upscale(batch)
+        if self._session is not None:
+            batch = self._session.run([self.cut], {self._model_input: batch})[0]
+        return np.asarray(batch, dtype=np.float32).reshape(len(batch), -1)
 
     def payloads(self, case_ids: Sequence[str], activations: np.ndarray) -> list[SplitPayload]:
         return [to_payload(c, self.cut, row, self.encoding) for c, row in zip(case_ids, activations, strict=True)]
@@ -90,6 +98,10 @@ class SplitTail:
         self.model_ref = ModelRef(name=entry.name, version=entry.version, sha256=part.sha256)
         self._session = _session(Path(model_dir), part, intra_op_threads)
         self._outputs = list(part.outputs)
+        self._entry = entry
+        self._case_shape = spec.case_shape(cut)
+        # At the input cut the tail is the whole model, which takes its own input dtype.
+        self._dtype = np.dtype(entry.input.dtype) if cut == entry.input.name else np.dtype(np.float32)
 
     def activation(self, envelope: SplitEnvelope) -> np.ndarray:
         """The envelope's (1, width) activation, or an InputError naming what this tail cannot finish."""
@@ -105,11 +117,12 @@ class SplitTail:
         if not requests:
             return []
         matrix = np.vstack([self.activation(r) for r in requests])
-        out = dict(zip(self._outputs, self._session.run(self._outputs, {self.cut: matrix}), strict=True))
-        probabilities = np.asarray(out.get("probabilities", matrix), dtype=np.float32)  # the last cut sends them
-        labels = np.asarray(out["label"])
-        answers = []
-        for i, request in enumerate(requests):
-            answer = {"label": self.class_labels[int(labels[i])], "confidence": round(float(probabilities[i].max()), 6)}
-            answers.append(answer_envelope(request, self.model_ref, answer, "split", escalated=False))
-        return answers
+        feed = matrix.reshape(len(matrix), *self._case_shape).astype(self._dtype)
+        out = dict(zip(self._outputs, self._session.run(self._outputs, {self.cut: feed}), strict=True))
+        entry = self._entry
+        scores = out.get(entry.probabilities_output, matrix)  # the digits' last cut sends the probabilities
+        predictions = Predictions.from_outputs(entry, scores, out.get(entry.label_output or ""))
+        return [
+            answer_envelope(request, self.model_ref, predictions.row(i), "split", escalated=False)
+            for i, request in enumerate(requests)
+        ]

@@ -1,9 +1,10 @@
 """What each fleet's simulated devices send: the user's data for the fleet, its model's validation data, or digits.
 
 Per fleet, in this order: the file given with `--data FLEET=DATA.npz` (arrays `x` and `y`, as for
-`domicile models add`); else the validation data the registry keeps for the fleet's edge model
-(hash-checked); else the digits' held-out test split. Labels are kept as the model's class labels,
-so the report's accuracy compares what aggregation counted with what the data says.
+`domicile models add`); else the validation data the registry keeps for the fleet's model (its edge
+model, or for a split fleet its split model; hash-checked); else the digits' held-out test split.
+Labels are kept as the model's class labels, so the report's accuracy compares what aggregation
+counted with what the data says.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from domicile.errors import DomicileError, InputError, ModelIntegrityError
 from domicile.models.add import label_indexes, load_validation
 from domicile.models.registry import Manifest, ModelEntry
 from domicile.models.validation import input_batch
+from domicile.split.runtime import reads_digits_sensor
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,11 @@ def fleet_cases(
     out: dict[str, FleetCases] = {}
     digits: FleetCases | None = None
     for fleet in topology.fleets.values():
-        entry = _edge_entry(topology, manifest, fleet)
+        entry = _fleet_entry(topology, manifest, fleet)
         cases = None
         if fleet.name in data:
             cases = _from_file(data[fleet.name], entry, f"--data {fleet.name}")
-        elif fleet.mode is not FleetMode.SPLIT:  # the split head reads the digits sensor
+        elif not reads_digits_sensor(entry):
             cases = _registered(entry, model_dir)
         if cases is None:
             digits = digits or _digits(seed)
@@ -79,9 +81,11 @@ def fleet_cases(
     return out
 
 
-def _edge_entry(topology: Topology, manifest: Manifest, fleet: Fleet) -> ModelEntry:
-    name = topology.edge_model_of(fleet)
+def _fleet_entry(topology: Topology, manifest: Manifest, fleet: Fleet) -> ModelEntry:
+    """The model whose input a fleet's devices read: the split model for a split fleet, else its edge model."""
+    split = topology.split_model() if fleet.mode is FleetMode.SPLIT else None
+    name = split.name if split else topology.edge_model_of(fleet)
     entry = manifest.get(name)
     if entry is None:
-        raise DomicileError(f"fleets.{fleet.name}.edge_model: {name!r} is not in the registry")
+        raise DomicileError(f"fleets.{fleet.name}: model {name!r} is not in the registry")
     return entry

@@ -36,7 +36,15 @@ def test_the_basic_motions_models_register_and_run_end_to_end_on_their_own_data(
                      "--validation", str(work / "validation.npz"), "--labels", LABELS, env=env)  # fmt: skip
         assert added.returncode == 0, added.stderr
         assert f"{name} 1.0.0 ({role}): input 'window' [-1, 6, 100] float32" in added.stdout
+    split = _cli("models", "add", str(work / "motion-cloud.onnx"), "--name", "motion-split", "--version", "1.0.0",
+                 "--role", "split", "--validation", str(work / "validation.npz"), "--labels", LABELS,
+                 env=env)  # fmt: skip
+    assert split.returncode == 0, split.stderr
+    cut = _cli("split", "partition", "--model", "motion-split", "--cut", "features", env=env)
+    assert cut.returncode == 0, cut.stderr
+    assert "head then tail equals the whole model on its validation data (to 1e-5) at cut features" in cut.stdout
     registry = json.loads((work / "models" / "manifest.json").read_text())  # the store itself
+    assert set(registry["versions"]["motion-split"]["1.0.0"]["split"]["parts"]) == {"features/head", "features/tail"}
     assert registry["versions"]["motion-edge"]["1.0.0"]["scores"] == "logits"
     assert registry["versions"]["motion-cloud"]["1.0.0"]["label_output"] == "label"
     assert registry["versions"]["motion-cloud"]["1.0.0"]["metrics"]["validation_accuracy"] >= 0.9
@@ -53,7 +61,8 @@ def test_the_basic_motions_models_register_and_run_end_to_end_on_their_own_data(
     ran = _cli("simulate", "--topology", topology, "--records", "40", "--data", f"track-wearables={work / 'track.npz'}",
                "--no-progress", "--out", str(out), env=env)  # fmt: skip
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    assert "Books balance: published 200 = aggregated 200 + quarantined 0 + in DLQ 0." in ran.stdout
+    assert "Books balance: published 240 = aggregated 240 + quarantined 0 + in DLQ 0." in ran.stdout
     fleets = {f["fleet"]: f for f in json.loads((out / "report.json").read_text())["fleets"]}
     assert fleets["track-wearables"]["escalated"] == 80 and fleets["court-sensors"]["escalated"] == 0
+    assert fleets["lab-bench"]["split"] == 40  # each case's 24 statistics, finished by the tail in the cloud
     assert all(f["accuracy"] >= 0.85 for f in fleets.values()), {k: f["accuracy"] for k, f in fleets.items()}

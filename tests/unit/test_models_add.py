@@ -196,3 +196,45 @@ def test_a_registered_rank_3_model_is_served_over_oip_and_json_lines(tmp_path, r
         outcomes[2].error is not None
         and "a flat case needs 24 values (a [3, 8] case), got 23" in outcomes[2].error.reason
     )
+
+
+def test_a_user_split_model_is_cut_at_a_named_tensor_and_its_halves_answer_like_the_whole(tmp_path, registry):
+    from domicile.split.partition import partition
+    from domicile.split.runtime import SplitHead, SplitTail
+    from domicile.wire.envelope import SplitEnvelope
+
+    windows_model(tmp_path / "windows.onnx")
+    _, x, y = windows_data(tmp_path / "val.npz", labels=True)
+    entry = add_model(registry, request(tmp_path, name="windows-deep", role="split"))
+    assert entry.split is not None
+    assert entry.split.cuts == ("window", "as_float", "flat", "product")  # the input, then graph order
+    assert entry.split.cut_widths["flat"] == 24 and entry.split.cut_shapes["as_float"] == (3, 8)
+    cut = partition("flat", registry, "windows-deep")  # proven on the registered validation data
+    assert cut.split is not None and set(cut.split.parts) == {"flat/head", "flat/tail"}
+    head, tail = SplitHead(registry, "windows-deep", "flat", "float16"), SplitTail(registry, "windows-deep", "flat")
+    assert head.input == entry.input and head.activations(x[:5]).shape == (5, 24)
+    envelopes = [SplitEnvelope(device="d-0", fleet="f", jurisdiction="eu", home_region="eu-central-1",
+                               model=head.model_ref, payload=p)
+                 for p in head.payloads([f"c{i}" for i in range(len(x))], head.activations(x))]  # fmt: skip
+    answers = [a.payload.labels[0] for a in tail.answer(envelopes)]
+    names = ("idle", "walk", "run", "jump")
+    assert np.mean([a == names[k] for a, k in zip(answers, y, strict=True)]) >= 0.95
+    # The input cut runs everything in the cloud; an unknown tensor is refused naming the cuts.
+    partition("window", registry, "windows-deep")
+    with pytest.raises(Exception, match=r"cut: unknown tensor 'nope'; the cuts are window, as_float, flat, product"):
+        partition("nope", registry, "windows-deep")
+
+
+def test_a_cut_with_a_path_around_it_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    from domicile.split.partition import Graph, PartitionError, split_at
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["x", "r"], ["scores"])], "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(PartitionError, match=r"cut r: does not separate the graph; after it, x is still needed"):
+        split_at(model.SerializeToString(), "r", Graph("x", ("scores",), ("x", "r"), "scores", None))
