@@ -148,7 +148,7 @@ def equivalence_cases(entry: ModelEntry, model_dir: Path) -> np.ndarray:
 
 
 def partition(cut: str, model_dir: Path | None = None, name: str = NAME, version: str | None = None) -> ModelEntry:
-    """Write `<model>.<cut>.head.onnx` and `.tail.onnx`, checked on the test split, into the version's entry.
+    """Write `<model>.<cut>.head.onnx` and `.tail.onnx`, proven on `equivalence_cases`, into the version's entry.
 
     The deployed version unless `version` is given (a new version is partitioned before it is promoted).
     """
