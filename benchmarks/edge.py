@@ -9,6 +9,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,24 +49,39 @@ def bench_modes() -> dict[str, Any]:
 
 def bench_sensor_modes() -> dict[str, Any]:
     """The BasicMotions models, trained by the example's own script and added with `models add`, on their data."""
+    from domicile.models.add import label_indexes, load_validation
+    from domicile.models.runtime import ModelRuntime
+
+    with example_registry() as registry:
+        data = load_validation(registry.parent / "validation.npz")
+        rows = mode_rows(ModelRuntime(registry), "motion-edge", "motion-cloud", data.x,
+                         label_indexes(data.y, MOTION_LABELS, len(data.x)))  # fmt: skip
+    return rows | {"data": "BasicMotions test split (sktime), 6 x 100 float32 windows, 4 activities"}
+
+
+MOTION_LABELS = ("badminton", "running", "standing", "walking")
+
+
+@contextmanager
+def example_registry() -> Iterator[Path]:
+    """A registry of the BasicMotions models: trained by the example's script, added with `models add`
+    (motion-edge, motion-cloud, and motion-cloud again as motion-split, cut at `features`)."""
     import subprocess
     import sys
 
-    from domicile.models.add import AddRequest, add_model, label_indexes, load_validation
-    from domicile.models.runtime import ModelRuntime
+    from domicile.models.add import AddRequest, add_model
+    from domicile.split.partition import partition
 
-    labels = ("badminton", "running", "standing", "walking")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         script = ROOT / "examples" / "basic-motions" / "train.py"
         subprocess.run([sys.executable, str(script), "--out", str(work)], check=True, capture_output=True)
-        for name, role in (("motion-edge", "edge"), ("motion-cloud", "cloud")):
-            add_model(work / "models", AddRequest(work / f"{name}.onnx", name, "1.0.0", role, work / "validation.npz",
-                                                  ("eu",), labels))  # fmt: skip
-        data = load_validation(work / "validation.npz")
-        rows = mode_rows(ModelRuntime(work / "models"), "motion-edge", "motion-cloud", data.x,
-                         label_indexes(data.y, labels, len(data.x)))  # fmt: skip
-    return rows | {"data": "BasicMotions test split (sktime), 6 x 100 float32 windows, 4 activities"}
+        for name, file, role in (("motion-edge", "motion-edge", "edge"), ("motion-cloud", "motion-cloud", "cloud"),
+                                 ("motion-split", "motion-cloud", "split")):  # fmt: skip
+            add_model(work / "models", AddRequest(work / f"{file}.onnx", name, "1.0.0", role, work / "validation.npz",
+                                                  ("eu",), MOTION_LABELS))  # fmt: skip
+        partition("features", work / "models", "motion-split")
+        yield work / "models"
 
 
 def mode_rows(runtime: Any, edge: str, cloud: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:

@@ -312,9 +312,11 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     from benchmarks.simulate import report_lines
 
     lines += report_lines(results["simulate"])
+    from benchmarks.split import SENSOR_READING
     from benchmarks.split import report_lines as split_lines
 
     lines += split_lines(results["split"])
+    lines += split_lines(results["sensor_split"], SENSOR_READING)
     lines += ["The raw JSON of this run is in `benchmarks/results.json`.", ""]
     path.write_text("\n".join(lines))
 
@@ -322,7 +324,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 def main() -> None:
     from benchmarks.edge import bench_aggregate, bench_modes, bench_sensor_modes
     from benchmarks.simulate import bench_simulate
-    from benchmarks.split import bench_split
+    from benchmarks.split import bench_sensor_split, bench_split
 
     os.environ.update(LAMBDA_ENV)
     os.environ.update(AGGREGATES_TABLE="domicile-aggregates", IDEMPOTENCY_TABLE="domicile-idempotency",
@@ -343,6 +345,7 @@ def main() -> None:
         "aggregate": bench_aggregate(),
         "simulate": bench_simulate(),
         "split": bench_split(),
+        "sensor_split": bench_sensor_split(),
     }
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, ROOT / "BENCHMARKS.md")

@@ -54,18 +54,13 @@ def tail_outputs(cut: str) -> tuple[str, ...]:
 
 def split_at(whole: bytes, cut: str, graph: Graph = DIGITS) -> tuple[bytes | None, bytes]:
     """(head, tail) as ONNX bytes; no head when the cut is the input (everything runs in the cloud)."""
-    import onnx.shape_inference
     import onnx.utils
 
     if cut not in graph.cuts:
         raise ConfigError(f"cut: unknown tensor {cut!r}; the cuts are {', '.join(graph.cuts)}")
     if cut == graph.input:
         return None, whole
-    model = _load(whole)
-    declared = {v.name for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
-    if cut not in declared:  # the extractor needs the cut's shape: infer it (a model built here declares its cuts)
-        model = onnx.shape_inference.infer_shapes(model)
-    extractor = onnx.utils.Extractor(model)
+    extractor = onnx.utils.Extractor(with_shapes(whole, (cut,)))
     head = extractor.extract_model([graph.input], [cut])
     tail = extractor.extract_model([cut], list(graph.tail_outputs(cut)))
     for part, name in ((head, "head"), (tail, "tail")):
@@ -74,6 +69,19 @@ def split_at(whole: bytes, cut: str, graph: Graph = DIGITS) -> tuple[bytes | Non
     if needs:  # a path around the cut: the tail would need the device's tensors too
         raise PartitionError(f"cut {cut}: does not separate the graph; after it, {', '.join(needs)} is still needed")
     return head.SerializeToString(deterministic=True), tail.SerializeToString(deterministic=True)
+
+
+def with_shapes(whole: bytes, names: tuple[str, ...]) -> Any:
+    """The model with these tensors' shapes declared, as onnx.utils.Extractor needs them.
+
+    Shape inference runs only when one is missing: a model built here declares its cuts, and
+    inferring would change the bytes of its parts.
+    """
+    import onnx.shape_inference
+
+    model = _load(whole)
+    declared = {v.name for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
+    return model if set(names) <= declared else onnx.shape_inference.infer_shapes(model)
 
 
 def _produced(model: Any) -> set[str]:

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from domicile.config.project import registry_dir
-from domicile.models.registry import load_manifest
+from domicile.models.registry import ModelEntry, load_manifest
 from domicile.split.codec import ENCODINGS, decode, encode, to_payload
-from domicile.split.model import CUTS, INPUT, NAME, digits_seed, split_entry, upscale
-from domicile.split.partition import Parts, split_at
+from domicile.split.model import NAME, digits_seed, split_entry, upscale
+from domicile.split.partition import Graph, PartitionError, Parts, equivalence_cases, split_at, with_shapes
 from domicile.wire.envelope import Encoding, ModelRef, SplitEnvelope
 
 
@@ -51,44 +51,69 @@ def _median_ms(run: Callable[[None, dict[str, np.ndarray]], Any], feeds: dict[st
     return statistics.median(samples) * 1000
 
 
+def profile_cases(entry: ModelEntry, model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The cases a split model is profiled on and their class indexes: its validation data, or the digits test split."""
+    if entry.validation_data is None:
+        from domicile.models.datasets import load_digits_splits
+
+        test = load_digits_splits(digits_seed(entry)).test
+        return upscale(test.x), test.y
+    from domicile.models.add import label_indexes, load_validation
+
+    x = equivalence_cases(entry, model_dir)  # hash-checked and shaped for the model's input
+    return x, label_indexes(load_validation(model_dir / entry.validation_data.file).y, entry.class_labels, len(x))
+
+
 def measure(model_dir: Path | None = None, repeat: int = 200, name: str = NAME) -> ModelProfile:
-    """Time every segment on one case (as a device runs it), and every encoding's accuracy on the test split."""
+    """Time every segment on one case (as a device runs it), and every encoding's accuracy on the model's cases.
+
+    Only cuts that separate the graph are profiled (a cut with a path around it cannot be deployed).
+    """
     import onnx.utils
     import onnxruntime as ort
 
-    from domicile.models.datasets import load_digits_splits
-    from domicile.models.runtime import verified_model_bytes
+    from domicile.models.runtime import Predictions, verified_model_bytes
 
     model_dir = registry_dir(model_dir)
     entry, spec = split_entry(load_manifest(model_dir), name)
     whole = verified_model_bytes(model_dir / entry.file, entry.sha256)
-    test = load_digits_splits(digits_seed(entry)).test
-    pixels = upscale(test.x)
+    cases, truth = profile_cases(entry, model_dir)
+    graph = Graph.of(entry, spec)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    # One pass over the cuts: each cut's head and tail, its activations on the test split, and what
-    # every encoding of them costs in accuracy; the timings below reuse those activations.
-    parts = {cut: Parts(*split_at(whole, cut)) for cut in CUTS}
-    activations = {cut: parts[cut].activation(pixels) for cut in CUTS}
+    # One pass over the cuts: each cut's head and tail, its activations on the cases, and what every
+    # encoding of them costs in accuracy; the timings below reuse those activations.
+    parts: dict[str, Parts] = {}
+    for cut in graph.cuts:
+        try:
+            parts[cut] = Parts(*split_at(whole, cut, graph), spec.case_shape(cut))
+        except PartitionError:
+            continue  # a path around this cut: not a place to split
+    cuts = tuple(parts)
+    activations = {cut: parts[cut].activation(cases) for cut in cuts}
     losses: dict[tuple[str, Encoding], float] = {}
-    for cut in CUTS:
+    for cut in cuts:
         for encoding in ENCODINGS:
             blob, scale = encode(activations[cut], encoding)
-            labels = parts[cut].finish(decode(blob, encoding, activations[cut].shape, scale))["label"]
-            losses[(cut, encoding)] = float(np.mean(labels == test.y))
-    whole_accuracy = losses[(INPUT, "float32")]  # the input's float32 tail is the whole model
+            out = parts[cut].finish(decode(blob, encoding, activations[cut].shape, scale))
+            labels = Predictions.from_outputs(
+                entry, out[entry.probabilities_output], out.get(entry.label_output or "")
+            ).labels
+            losses[(cut, encoding)] = float(np.mean(labels == truth))
+    whole_accuracy = losses[(cuts[0], "float32")]  # the input's float32 tail is the whole model
 
-    def timed(session: Any, name: str) -> float:
-        feeds = {name: activations[name][:1]}  # one case, as a device runs it
+    def timed(session: Any, cut: str) -> float:
+        one = activations[cut][:1].reshape(1, *spec.case_shape(cut))  # one case, as a device runs it
+        feeds = {session.get_inputs()[0].name: one.astype(cases.dtype) if cut == graph.input else one}
         _median_ms(session.run, feeds, 20)  # warm-up
         return _median_ms(session.run, feeds, repeat)
 
-    extractor = onnx.utils.Extractor(onnx.load_from_string(whole))
+    extractor = onnx.utils.Extractor(with_shapes(whole, cuts))
     segment_ms = []
-    for start, end in pairwise(CUTS):
+    for start, end in pairwise(cuts):
         segment = extractor.extract_model([start], [end]).SerializeToString()
         segment_ms.append(timed(ort.InferenceSession(segment, options, providers=["CPUExecutionProvider"]), start))
-    label_ms = timed(parts[CUTS[-1]].tail, CUTS[-1])  # the last cut's tail is the label step alone
+    label_ms = timed(parts[cuts[-1]].tail, cuts[-1])  # the last cut's tail: the rest of the model
     losses = {k: round((whole_accuracy - v) * 100, 3) for k, v in losses.items()}
-    return ModelProfile(CUTS, tuple(segment_ms), label_ms, tuple(spec.cut_widths[c] for c in CUTS),
+    return ModelProfile(cuts, tuple(segment_ms), label_ms, tuple(spec.cut_widths[c] for c in cuts),
                         whole_accuracy, losses)  # fmt: skip

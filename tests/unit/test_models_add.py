@@ -238,3 +238,19 @@ def test_a_cut_with_a_path_around_it_is_refused(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(PartitionError, match=r"cut r: does not separate the graph; after it, x is still needed"):
         split_at(model.SerializeToString(), "r", Graph("x", ("scores",), ("x", "r"), "scores", None))
+
+
+def test_the_planner_profiles_a_user_split_model_on_its_own_cases(tmp_path, registry):
+    from domicile.split.planner import NETWORKS, choose, options
+    from domicile.split.profile import measure
+
+    windows_model(tmp_path / "windows.onnx")
+    windows_data(tmp_path / "val.npz", labels=True)
+    add_model(registry, request(tmp_path, name="windows-deep", role="split"))
+    profile = measure(registry, repeat=5, name="windows-deep")
+    assert profile.cuts == ("window", "as_float", "flat", "product")  # every cut separates this graph
+    assert profile.widths == (24, 24, 24, 4) and len(profile.segment_ms) == 3
+    assert profile.accuracy >= 0.95  # the whole model on its validation data
+    assert profile.accuracy_loss_pts[("flat", "float32")] == 0.0
+    choice = choose(options(profile, NETWORKS["3g"], 10.0, 1.0))
+    assert choice.cut in profile.cuts
