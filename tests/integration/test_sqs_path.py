@@ -111,3 +111,40 @@ def test_nan_and_float32_overflow_fail_alone(results_queue, lambda_context):
     response = sqs_batch.handler({"Records": [good, nan, huge]}, lambda_context)
     assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["huge", "nan"]
     assert len(drain(results_queue)) == 1
+
+
+def test_a_batch_mixing_fleets_is_answered_by_each_fleets_cloud_model(
+    results_queue, lambda_context, monkeypatch, tmp_path
+):
+    """FLEET_MODELS routes each record to its fleet's cloud model: one vectorized run per model."""
+    import numpy as np
+
+    from domicile.models.runtime import ModelRuntime
+    from tests.user_models import user_registry
+
+    sqs_batch = _handler()
+    registry = user_registry(tmp_path / "models", tmp_path / "byom")
+    monkeypatch.setattr(sqs_batch, "runtime", ModelRuntime(registry))
+    routes = {"press-line": "windows-cloud"}
+    monkeypatch.setattr(sqs_batch, "settings", sqs_batch.settings.model_copy(update={"fleet_models": routes}))
+    with np.load(tmp_path / "byom" / "val.npz") as data:
+        window = np.round(data["x"][0], 3).ravel().tolist()
+    event = load_event("sqs-escalations.json")
+    template = event["Records"][0]
+    records = []
+    for i, (fleet, features) in enumerate([("press-line", window), ("munich-line", [1.0] * 64),
+                                           ("press-line", [1.0] * 64)]):  # fmt: skip
+        body = json.loads(template["body"])
+        body.update(message_id=str(uuid.uuid4()), fleet=fleet)
+        body["payload"] = {"case_id": f"case-{i}", "features": features}
+        record = copy.deepcopy(template)
+        record.update(messageId=str(uuid.uuid4()), body=json.dumps(body))
+        records.append(record)
+    response = sqs_batch.handler({"Records": records}, lambda_context)
+    # the third: a digits-sized case for a fleet whose model takes [3, 8] windows, refused alone
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[2]["messageId"]}]}
+    answers = {a["payload"]["case_ids"][0]: a for a in drain(results_queue)}
+    assert set(answers) == {"case-0", "case-1"}
+    assert answers["case-0"]["model"]["name"] == "windows-cloud"
+    assert answers["case-0"]["payload"]["labels"][0] in ("idle", "walk", "run", "jump")
+    assert answers["case-1"]["model"]["name"] == "digits-cloud"
