@@ -26,7 +26,7 @@ from domicile.models.build import CONFIDENT_ACCURACY_TARGET, choose_threshold
 from domicile.models.drift import InputBaseline
 from domicile.models.lifecycle import check_registrable, register
 from domicile.models.registry import DataFile, ModelEntry, ModelMetrics, SplitSpec, TensorSpec
-from domicile.models.runtime import Predictions
+from domicile.models.runtime import Predictions, verified_model_bytes
 from domicile.models.scores import are_probabilities
 from domicile.models.validation import input_batch
 
@@ -125,9 +125,10 @@ def outputs_of(session: Any) -> Outputs:
     return Outputs(scores[0].name, label, width if isinstance(width, int) else None)
 
 
-def load_validation(path: Path) -> Validation:
+def load_validation(path: Path, expected_sha256: str | None = None) -> Validation:
+    """Arrays `x` and `y` of an .npz; with `expected_sha256` (a registered file), only if the bytes match."""
     try:
-        blob = path.read_bytes()
+        blob = verified_model_bytes(path, expected_sha256) if expected_sha256 else path.read_bytes()
     except FileNotFoundError as exc:
         raise InputError("--validation", f"{path} does not exist") from exc
     try:
@@ -141,6 +142,19 @@ def load_validation(path: Path) -> Validation:
             return Validation(blob, np.asarray(data["x"]), np.asarray(data["y"]))
     except (ValueError, OSError) as exc:  # not an npz, or an object array that needs pickle
         raise InputError("--validation", f"{path.name} is not a NumPy .npz of arrays x and y ({exc})") from exc
+
+
+def registered_validation(entry: ModelEntry, model_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The validation cases (as the model's input) and class indexes the registry keeps for `entry`, if any.
+
+    The file is hash-checked against the entry; `split partition`, `split plan` and `simulate` read it.
+    """
+    ref = entry.validation_data
+    if ref is None:
+        return None
+    data = load_validation(model_dir / ref.file, ref.sha256)
+    x = input_batch(data.x, entry.input, "x")
+    return x, label_indexes(data.y, entry.class_labels, len(x))
 
 
 def label_indexes(y: np.ndarray, labels: tuple[str, ...], cases: int) -> np.ndarray:

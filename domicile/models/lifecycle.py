@@ -36,13 +36,14 @@ def jurisdictions_running(topology: Topology, entry: ModelEntry) -> set[str]:
 def check_registrable(model_dir: Path, entry: ModelEntry) -> Manifest | None:
     """The registry as it is (None if there is none yet), if `entry` may join it; else a ConfigError."""
     manifest = load_manifest(model_dir) if (model_dir / MANIFEST_FILE).exists() else None
-    known = manifest.versions.get(entry.name, {}).get(entry.version) if manifest else None
+    existing = manifest.versions.get(entry.name, {}) if manifest else {}
+    known = existing.get(entry.version)
     if known is not None and known.sha256 != entry.sha256:
         raise ConfigError(
             f"models.{entry.name} {entry.version} already exists with sha256 {known.sha256[:12]}; these bytes "
             f"have {entry.sha256[:12]}: versions are immutable, register them as a new version"
         )
-    other_role = next((e.role for e in (manifest.versions.get(entry.name, {}) if manifest else {}).values()), None)
+    other_role = next((e.role for e in existing.values()), None)
     if other_role is not None and other_role != entry.role:
         raise ConfigError(f"models.{entry.name}: role {entry.role!r}, but the registry has it as {other_role!r}")
     return manifest

@@ -51,7 +51,8 @@ def digits_seed(entry: ModelEntry) -> int:
     """The seed of the digits split this split model was built on (its held-out cases check the parts)."""
     if entry.seed is None:
         raise ConfigError(
-            f"models.{entry.name}: no digits seed; `split plan` profiles the digits split model only so far"
+            f"models.{entry.name}: no validation data to prove or profile its cuts on (register it with "
+            "`domicile models add --validation`), and no digits seed"
         )
     return entry.seed
 

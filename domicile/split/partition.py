@@ -48,10 +48,6 @@ class Graph:
 DIGITS = Graph()
 
 
-def tail_outputs(cut: str) -> tuple[str, ...]:
-    return DIGITS.tail_outputs(cut)
-
-
 def split_at(whole: bytes, cut: str, graph: Graph = DIGITS) -> tuple[bytes | None, bytes]:
     """(head, tail) as ONNX bytes; no head when the cut is the input (everything runs in the cloud)."""
     import onnx.utils
@@ -141,22 +137,24 @@ def check_equivalence(whole: bytes, parts: Parts, batch: np.ndarray, graph: Grap
     return worst
 
 
-def equivalence_cases(entry: ModelEntry, model_dir: Path) -> np.ndarray:
-    """The cases a cut is proven on: the model's registered validation data, else (digits) the test split."""
-    if entry.validation_data is not None:
-        from domicile.models.add import load_validation
-        from domicile.models.runtime import verified_model_bytes
-        from domicile.models.validation import input_batch
+def model_cases(entry: ModelEntry, model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The cases a split model is proven and profiled on, with their class indexes.
 
-        verified_model_bytes(model_dir / entry.validation_data.file, entry.validation_data.sha256)
-        return input_batch(load_validation(model_dir / entry.validation_data.file).x, entry.input, "x")
+    Its registered validation data, else (the digits model) the digits test split.
+    """
+    from domicile.models.add import registered_validation
+
+    registered = registered_validation(entry, model_dir)
+    if registered is not None:
+        return registered
     from domicile.models.datasets import load_digits_splits
 
-    return upscale(load_digits_splits(digits_seed(entry)).test.x)
+    test = load_digits_splits(digits_seed(entry)).test
+    return upscale(test.x), test.y
 
 
 def partition(cut: str, model_dir: Path | None = None, name: str = NAME, version: str | None = None) -> ModelEntry:
-    """Write `<model>.<cut>.head.onnx` and `.tail.onnx`, proven on `equivalence_cases`, into the version's entry.
+    """Write `<model>.<cut>.head.onnx` and `.tail.onnx`, proven on `model_cases`, into the version's entry.
 
     The deployed version unless `version` is given (a new version is partitioned before it is promoted).
     """
@@ -168,7 +166,7 @@ def partition(cut: str, model_dir: Path | None = None, name: str = NAME, version
     whole = verified_model_bytes(model_dir / entry.file, entry.sha256)
     graph = Graph.of(entry, spec)
     head, tail = split_at(whole, cut, graph)
-    cases = equivalence_cases(entry, model_dir)
+    cases, _ = model_cases(entry, model_dir)
     check_equivalence(whole, Parts(head, tail, spec.case_shape(cut)), cases, graph)
     stem = entry.file.removesuffix(".onnx")
     parts = dict(spec.parts)

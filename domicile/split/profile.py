@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from domicile.config.project import registry_dir
-from domicile.models.registry import ModelEntry, load_manifest
+from domicile.models.registry import load_manifest
 from domicile.split.codec import ENCODINGS, decode, encode, to_payload
-from domicile.split.model import NAME, digits_seed, split_entry, upscale
-from domicile.split.partition import Graph, PartitionError, Parts, equivalence_cases, split_at, with_shapes
+from domicile.split.model import NAME, split_entry
+from domicile.split.partition import Graph, PartitionError, Parts, model_cases, split_at, with_shapes
 from domicile.wire.envelope import Encoding, ModelRef, SplitEnvelope
 
 
@@ -51,19 +51,6 @@ def _median_ms(run: Callable[[None, dict[str, np.ndarray]], Any], feeds: dict[st
     return statistics.median(samples) * 1000
 
 
-def profile_cases(entry: ModelEntry, model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The cases a split model is profiled on and their class indexes: its validation data, or the digits test split."""
-    if entry.validation_data is None:
-        from domicile.models.datasets import load_digits_splits
-
-        test = load_digits_splits(digits_seed(entry)).test
-        return upscale(test.x), test.y
-    from domicile.models.add import label_indexes, load_validation
-
-    x = equivalence_cases(entry, model_dir)  # hash-checked and shaped for the model's input
-    return x, label_indexes(load_validation(model_dir / entry.validation_data.file).y, entry.class_labels, len(x))
-
-
 def measure(model_dir: Path | None = None, repeat: int = 200, name: str = NAME) -> ModelProfile:
     """Time every segment on one case (as a device runs it), and every encoding's accuracy on the model's cases.
 
@@ -77,7 +64,7 @@ def measure(model_dir: Path | None = None, repeat: int = 200, name: str = NAME) 
     model_dir = registry_dir(model_dir)
     entry, spec = split_entry(load_manifest(model_dir), name)
     whole = verified_model_bytes(model_dir / entry.file, entry.sha256)
-    cases, truth = profile_cases(entry, model_dir)
+    cases, truth = model_cases(entry, model_dir)
     graph = Graph.of(entry, spec)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

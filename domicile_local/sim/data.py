@@ -9,15 +9,14 @@ counted with what the data says.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from domicile.config.topology import Fleet, FleetMode, Topology
-from domicile.errors import DomicileError, InputError, ModelIntegrityError
-from domicile.models.add import label_indexes, load_validation
+from domicile.errors import DomicileError, InputError
+from domicile.models.add import label_indexes, load_validation, registered_validation
 from domicile.models.registry import Manifest, ModelEntry
 from domicile.models.validation import input_batch
 from domicile.split.runtime import reads_digits_sensor
@@ -42,13 +41,12 @@ def _from_file(path: Path, entry: ModelEntry, what: str) -> FleetCases:
 
 
 def _registered(entry: ModelEntry, model_dir: Path) -> FleetCases | None:
-    ref = entry.validation_data
-    if ref is None:
+    registered = registered_validation(entry, model_dir)  # hash-checked against the registry
+    if registered is None:
         return None
-    path = model_dir / ref.file
-    if hashlib.sha256(path.read_bytes()).hexdigest() != ref.sha256:
-        raise ModelIntegrityError(f"{path.name}: does not hash to the registry's sha256 for {entry.name}'s data")
-    return _from_file(path, entry, f"models.{entry.name}.validation_data")
+    x, y = registered
+    source = str(model_dir / entry.validation_data.file) if entry.validation_data else entry.name
+    return FleetCases(x, np.asarray(entry.class_labels, dtype=object)[y], source)
 
 
 def _digits(seed: int) -> FleetCases:
