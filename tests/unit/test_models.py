@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
+from domicile.errors import ConfigError
+from domicile.models.blas import NUMPY_TARGETS_OFF, check_numpy_kernels, cpu_report, numpy_features
 from domicile.models.datasets import load_digits_splits
 from domicile.models.registry import load_manifest
 from domicile.models.runtime import ModelRuntime
@@ -55,7 +57,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     first, second, other = (load_manifest(tmp_path / folder) for folder in "abc")
     for name, entry in first.models.items():
         assert (tmp_path / "a" / entry.file).read_bytes() == (tmp_path / "b" / entry.file).read_bytes()
-        assert second.models[name].sha256 == entry.sha256
+        assert second.models[name].sha256 == entry.sha256, cpu_report()
         assert other.models[name].sha256 != entry.sha256
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
     # ... and the committed models are what this seed builds (one BLAS thread: any machine, the same bytes).
@@ -85,3 +87,16 @@ def test_a_build_on_other_blas_kernels_is_refused_rather_than_giving_other_bytes
     assert result.returncode == 2, result.stdout + result.stderr
     assert "OPENBLAS_CORETYPE: OpenBLAS runs its Nehalem kernels here" in result.stderr
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_the_tests_run_numpy_without_its_avx512_loops():
+    # conftest pins the kernels before numpy loads, as the domicile command does.
+    assert os.environ["NPY_DISABLE_CPU_FEATURES"].split() == list(NUMPY_TARGETS_OFF)
+    assert not any(numpy_features().get(name) for name in NUMPY_TARGETS_OFF)
+
+
+def test_a_build_on_numpy_avx512_loops_is_refused_naming_the_variable():
+    # An AVX-512 CPU with numpy's dispatch left on rounds exp and log otherwise than the registry's build.
+    with pytest.raises(ConfigError, match=r"NPY_DISABLE_CPU_FEATURES: numpy runs its X86_V4 loops here.*='X86_V4 "):
+        check_numpy_kernels({"AVX2": True, "X86_V4": True})
+    check_numpy_kernels({"AVX2": True, "X86_V4": False})

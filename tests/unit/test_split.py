@@ -11,6 +11,7 @@ import pytest
 
 from domicile.config.project import registry_dir
 from domicile.errors import ConfigError
+from domicile.models.blas import cpu_report
 from domicile.models.datasets import load_digits_splits
 from domicile.models.registry import load_manifest
 from domicile.split.codec import ENCODINGS, decode, encode
@@ -39,7 +40,7 @@ def test_same_seed_rebuilds_byte_identical_model(tmp_path):
     done = run_cli("split", "build", "--seed", str(ENTRY.seed), "--out", str(tmp_path))  # a fresh interpreter
     assert done.returncode == 0, done.stdout + done.stderr
     rebuilt, _ = split_entry(load_manifest(tmp_path), NAME)
-    assert rebuilt.sha256 == ENTRY.sha256
+    assert rebuilt.sha256 == ENTRY.sha256, cpu_report()
     assert rebuilt.metrics == ENTRY.metrics
     assert rebuilt.baseline == ENTRY.baseline
 
