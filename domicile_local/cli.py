@@ -155,7 +155,18 @@ FAULTS = {  # --fault NAME[=N] -> the Faults field it sets, and its value withou
     "duplicate": ("duplicate_every", 5),
     "reorder": ("reorder", True),
     "device-kill": ("power_cuts", 1),
+    "cpu-starve": ("cpu_starve", True),
 }
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from exc
+    if not seconds >= 1:  # SQS takes whole seconds, and a visibility timeout of 0 redelivers at once
+        raise argparse.ArgumentTypeError(f"needs at least 1 second, got {text}")
+    return seconds
 
 
 def _faults(specs: list[str]) -> Any:
@@ -212,6 +223,7 @@ def _simulate(args: argparse.Namespace) -> int:
         progress=not args.no_progress, faults=_faults(args.fault),
         cdk_out=Path(args.cdk_out) if args.cdk_out else None,
         data={fleet: Path(path) for fleet, path in _key_values(args.data, "--data").items()},
+        visibility_timeout_s=args.visibility_timeout,
     )  # fmt: skip
     report = simulate(topology, options)
     errors = [error for fleet in report.fleets for error in fleet.device_errors]
@@ -275,6 +287,17 @@ def _split_plan(args: argparse.Namespace) -> int:
     else:
         print(render(best_per_cut(candidates), chosen, network, args.device_factor, args.cloud_factor))
     return 0
+
+
+def _books(args: argparse.Namespace) -> int:
+    import boto3
+
+    from domicile_local.books import deployed_books
+
+    books = deployed_books(Path(args.cdk_out), boto3.session.Session(profile_name=args.profile), args.endpoint)
+    for line in books.lines():
+        print(line)
+    return 0 if books.balanced else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -376,14 +399,20 @@ def _add_simulate(commands: Any) -> None:
         "--fault", action="append", default=[], metavar="NAME[=N]",
         help="inject a fault (repeatable): write-error[=N] (the first DynamoDB write of one envelope in N fails "
              "in the aggregate function; 7), aggregate-crash[=N] (each region's aggregate function dies after "
-             "writing half a batch, N times; 1), duplicate[=N] (every Nth message delivered twice; 5), reorder "
-             "(batches shuffled, some held back a round), device-kill[=N] (each fleet's first device loses power "
-             "mid-spool-write N times and restarts from its disk; 1)",
+             "counting a batch, before it answers, N times; 1), duplicate[=N] (every Nth message delivered twice; "
+             "5), reorder (batches shuffled, some held back a round), device-kill[=N] (each fleet's first device "
+             "loses power mid-spool-write N times and restarts from its disk; 1), cpu-starve (two busy processes "
+             "compete for the CPU for the whole run, 15 minutes at most)",
     )  # fmt: skip
     sim.add_argument("--out", help="report folder (default: runs/<timestamp>)")
     sim.add_argument("--topology", help="topology file (default: domicile.toml)")
     sim.add_argument("--cdk-out", help="run this synthesized app instead of synthesizing the project's (cdk.json)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
+    sim.add_argument(
+        "--visibility-timeout", type=_positive_seconds, metavar="SECONDS",
+        help="shorten every queue's visibility timeout to this, and each function's timeout to a sixth of it, so "
+             "failed records come back sooner (default: the templates' values, as in AWS)",
+    )  # fmt: skip
     sim.set_defaults(run=_simulate)
 
 
@@ -422,6 +451,13 @@ def _add_split(commands: Any) -> None:
 
 
 def _add_demo(commands: Any) -> None:
+    books = commands.add_parser(
+        "books", help="the per-case books of a deployed app: aggregated, quarantined, in a DLQ, counted twice"
+    )
+    books.add_argument("--cdk-out", default="cdk.out", help="the synthesized app that was deployed (default cdk.out)")
+    books.add_argument("--endpoint", help="an AWS endpoint to read instead of AWS's (moto, LocalStack)")
+    books.add_argument("--profile", help="the AWS profile to read with (default: the usual credential chain)")
+    books.set_defaults(run=_books)
     demo = commands.add_parser("demo", help="run the inference handlers on the sample events, offline")
     demo.add_argument("--events", default="events", help="the sample events folder (default: events)")
     demo.add_argument("--cdk-out", default="cdk.out", help="the synthesized app whose handlers run (default: cdk.out)")

@@ -11,15 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from domicile.aws.stores import AGGREGATE_HANDLER
 from domicile.config.project import registry_dir
 from domicile.errors import ConfigError
-from domicile.wire.keys import AGGREGATES_KEY, IDEMPOTENCY_KEY, RowKind, row_kind
+from domicile.wire.keys import AGGREGATES_KEY, RowKind, row_kind
 from domicile_local.invoke import LambdaContext, environment, load_handler
 from domicile_local.sim.assembly import handler_code, load_stacks
 
 REGION = "eu-central-1"
 AGGREGATES_TABLE = "domicile-aggregates"
-IDEMPOTENCY_TABLE = "domicile-idempotency"
 LINE_WIDTH = 300  # characters of an answer the demo prints
 HTTP_HANDLER = "functions.inference.http_api.handler"
 SQS_HANDLER = "functions.inference.sqs_batch.handler"
@@ -27,7 +27,6 @@ S3_HANDLER = "functions.inference.s3_batch.handler"
 ESCALATE_HANDLER = "functions.inference.iot_escalate.handler"
 SPLIT_HANDLER = "functions.inference.split_tail.handler"
 RULE_HANDLERS = {"escalate": ESCALATE_HANDLER, "split": SPLIT_HANDLER}  # envelope kind -> IoT rule's function
-AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
 BUCKET = "domicile-data-eu-central-1"
 
 
@@ -47,11 +46,11 @@ def event_kind(event: Any) -> str:
 
 
 def create_aggregation_tables(region: str) -> dict[str, str]:
-    """The aggregates and idempotency tables, keyed as the stack declares them; their names as the function's env."""
+    """The aggregates table, keyed as the stack declares it; its name as the function's env."""
     import boto3
 
     dynamodb = boto3.client("dynamodb", region_name=region)
-    tables = {AGGREGATES_TABLE: AGGREGATES_KEY, IDEMPOTENCY_TABLE: IDEMPOTENCY_KEY}
+    tables = {AGGREGATES_TABLE: AGGREGATES_KEY}
     for name, key in tables.items():
         attrs = [a for a in key if a is not None]
         dynamodb.create_table(
@@ -60,7 +59,7 @@ def create_aggregation_tables(region: str) -> dict[str, str]:
             AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attrs],
             BillingMode="PAY_PER_REQUEST",
         )
-    return {"AGGREGATES_TABLE": AGGREGATES_TABLE, "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE}
+    return {"AGGREGATES_TABLE": AGGREGATES_TABLE}
 
 
 def _print(title: str, body: Any) -> None:

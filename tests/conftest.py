@@ -29,7 +29,6 @@ RESULTS_QUEUE = "domicile-results"
 RESULTS_QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{RESULTS_QUEUE}"
 BUCKET = "domicile-data-eu-central-1"
 AGGREGATES_TABLE = "domicile-aggregates"
-IDEMPOTENCY_TABLE = "domicile-idempotency"
 
 # The inference function's environment, as the stack sets it (the handlers read it at import).
 os.environ.update(
@@ -47,7 +46,6 @@ os.environ.update(
         "SPLIT_CUT": "hidden1",
         "RESULTS_QUEUE_URL": RESULTS_QUEUE_URL,
         "AGGREGATES_TABLE": AGGREGATES_TABLE,
-        "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
         "ARCHIVE_BUCKET": BUCKET,
         "QUARANTINE_BUCKET": BUCKET,
         "ALLOWED_REGIONS": "eu-central-1,eu-west-1",
@@ -151,12 +149,11 @@ def subscriber(broker: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def tables(aws: None) -> tuple[str, str]:
-    """The aggregates and idempotency tables, keyed as the stack declares them (see test_regional_stack)."""
+def tables(aws: None) -> str:
+    """The aggregates table, keyed as the stack declares it (see test_regional_stack)."""
     from domicile_local.demo import create_aggregation_tables
 
-    names = create_aggregation_tables(REGION)
-    return names["AGGREGATES_TABLE"], names["IDEMPOTENCY_TABLE"]
+    return create_aggregation_tables(REGION)["AGGREGATES_TABLE"]
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,22 @@
-"""What one result envelope adds to the per fleet/device/model/hour aggregates (pure logic)."""
+"""What result envelopes add to the per fleet/device/model/hour aggregates, and how a batch is written (pure logic).
+
+A batch is counted in as few DynamoDB transactions as the service allows: each holds a marker per
+envelope and one update per aggregate row the envelopes touch, merged (a transaction may not name one
+item twice), within the 100 actions TransactWriteItems takes ("Amazon DynamoDB transactions", the
+developer guide's limits). It is archived as one JSON-lines object per jurisdiction, fleet and day.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from domicile.wire.envelope import ResultEnvelope
 from domicile.wire.keys import count_pk, drift_pk, hour_key, model_key
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,27 @@ class AggregateDelta:
     @property
     def drift_pk(self) -> str:
         return drift_pk(self.fleet, self.model)
+
+    @property
+    def row(self) -> tuple[str, str]:
+        return self.pk, self.hour
+
+    def plus(self, other: AggregateDelta) -> AggregateDelta:
+        """Both deltas of one row as one (the identity fields are the row's, so the first one's stand)."""
+        return replace(
+            self, count=self.count + other.count, escalations=self.escalations + other.escalations,
+            confidence_sum=round(self.confidence_sum + other.confidence_sum, 6),
+            latency_sum_ms=round(self.latency_sum_ms + other.latency_sum_ms, 3),
+            latency_count=self.latency_count + other.latency_count,
+            classes=_added(self.classes, other.classes), input_bins=_added(self.input_bins, other.input_bins),
+        )  # fmt: skip
+
+
+def _added(a: dict[K, int], b: dict[K, int]) -> dict[K, int]:
+    out = dict(a)
+    for key, n in b.items():
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def delta_of(envelope: ResultEnvelope) -> AggregateDelta:
@@ -60,7 +92,69 @@ def delta_of(envelope: ResultEnvelope) -> AggregateDelta:
     )
 
 
-def archive_key(envelope: ResultEnvelope) -> str:
-    """Where the raw envelope is archived: partitioned by jurisdiction, fleet and day."""
-    day = envelope.produced_at.strftime("%Y/%m/%d")
-    return f"archive/{envelope.jurisdiction}/{envelope.fleet}/{day}/{envelope.message_id}.json"
+MAX_TRANSACTION_ACTIONS = 100  # TransactWriteItems' limit on actions in one call
+ARCHIVE_PREFIX = "archive/"
+
+
+@dataclass(frozen=True)
+class BatchWrite:
+    """One transaction's worth of a batch: its envelopes' markers and the merged rows they add to."""
+
+    envelopes: tuple[ResultEnvelope, ...]
+    rows: tuple[AggregateDelta, ...]  # one per count row; `input_bins` go to that row's drift row
+
+    @property
+    def drift_rows(self) -> dict[tuple[str, str], dict[int, int]]:
+        """(drift pk, hour) -> bin counts: the fleet's input histogram, merged over the rows."""
+        out: dict[tuple[str, str], dict[int, int]] = {}
+        for row in self.rows:
+            if row.input_bins:
+                key = (row.drift_pk, row.hour)
+                out[key] = _added(out.get(key, {}), row.input_bins)
+        return out
+
+    @property
+    def actions(self) -> int:
+        return len(self.envelopes) + len(self.rows) + len(self.drift_rows)
+
+
+def merged_rows(envelopes: Iterable[ResultEnvelope]) -> tuple[AggregateDelta, ...]:
+    rows: dict[tuple[str, str], AggregateDelta] = {}
+    for envelope in envelopes:
+        delta = delta_of(envelope)
+        rows[delta.row] = rows[delta.row].plus(delta) if delta.row in rows else delta
+    return tuple(rows.values())
+
+
+def batch_writes(envelopes: Sequence[ResultEnvelope], limit: int = MAX_TRANSACTION_ACTIONS) -> list[BatchWrite]:
+    """The envelopes (distinct message ids) in as few transactions of at most `limit` actions as fit, in order."""
+    groups: list[list[ResultEnvelope]] = []
+    rows: set[tuple[str, str]] = set()  # count and drift rows the last group touches
+    for envelope in envelopes:
+        delta = delta_of(envelope)
+        touched = {delta.row} | ({(delta.drift_pk, delta.hour)} if delta.input_bins else set())
+        if groups and len(groups[-1]) + 1 + len(rows | touched) <= limit:
+            groups[-1].append(envelope)
+            rows |= touched
+        else:
+            groups.append([envelope])
+            rows = touched
+    return [BatchWrite(tuple(group), merged_rows(group)) for group in groups]
+
+
+def archive_objects(envelopes: Iterable[ResultEnvelope]) -> dict[str, bytes]:
+    """Key -> JSON lines: one object per jurisdiction, fleet and day of the batch, partitioned by them.
+
+    The name is a digest of the message ids it holds and the lines are sorted by message id, so a
+    batch delivered again writes the same bytes under the same key.
+    """
+    groups: dict[str, dict[str, str]] = {}
+    for envelope in envelopes:
+        folder = f"{ARCHIVE_PREFIX}{envelope.jurisdiction}/{envelope.fleet}/{envelope.produced_at:%Y/%m/%d}"
+        groups.setdefault(folder, {})[str(envelope.message_id)] = envelope.model_dump_json(exclude_none=True)
+    out: dict[str, bytes] = {}
+    for folder, lines in groups.items():
+        ids = sorted(lines)
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
+        out[f"{folder}/batch-{digest}.jsonl"] = "".join(lines[i] + "\n" for i in ids).encode()
+    return out

@@ -83,10 +83,8 @@ class AggregateSettings(FunctionSettings):
     """The aggregate function."""
 
     aggregates_table: str
-    idempotency_table: str
     archive_bucket: str  # also holds the quarantine prefix
     model_dir: Path | None = None  # the model manifest, for the drift baselines
-    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
 
 
 S = TypeVar("S", bound=FunctionSettings)

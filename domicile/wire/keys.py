@@ -15,8 +15,6 @@ from enum import StrEnum
 # The tables' key attributes: (partition, sort). The stack declares them, the store and Powertools use them.
 AGGREGATES_KEY: tuple[str, str | None] = ("pk", "sk")
 AGGREGATES_TTL = "expires_at"  # markers expire; count rows keep none
-IDEMPOTENCY_KEY: tuple[str, str | None] = ("id", None)  # Powertools' DynamoDBPersistenceLayer defaults
-IDEMPOTENCY_TTL = "expiration"
 
 MARKER_PREFIX = "msg#"
 DRIFT_PREFIX = "drift#"

@@ -16,7 +16,10 @@ from typing import Any
 from domicile.config.assembly import read_assembly
 
 ACCOUNT = "123456789012"
-SIM_VISIBILITY_S = 10  # the templates say 180 s; a local run retries failures sooner (but not mid-batch)
+# What AWS gives a queue or a function whose template does not say (the SQS CreateQueue and Lambda
+# CreateFunction API references: VisibilityTimeout 30 s, Timeout 3 s).
+SQS_DEFAULT_VISIBILITY_S = 30
+LAMBDA_DEFAULT_TIMEOUT_S = 3
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Function:
     asset_dir: Path
     environment: dict[str, str]
     name: str
+    timeout_s: float = LAMBDA_DEFAULT_TIMEOUT_S  # the template's Timeout (or the run's shortened one)
 
     @property
     def key(self) -> str:
@@ -102,19 +106,30 @@ def load_stacks(cdk_out: Path) -> list[StackView]:
     return [StackView(s.name, s.region, s.jurisdiction, s.template) for s in read_assembly(cdk_out)]
 
 
+def queue_props(queue: dict[str, Any]) -> dict[str, Any]:
+    props: dict[str, Any] = queue.get("Properties", {})
+    return props
+
+
 def _bucket_name(stack: str, lid: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{stack}-{lid}".lower())[:63].strip("-")
 
 
-def create_resources(stack: StackView, session: Any) -> None:
-    """Make the stack's queues, tables and buckets in moto and record their physical ids."""
+def create_resources(stack: StackView, session: Any, visibility_s: float | None = None) -> None:
+    """Make the stack's queues, tables and buckets in moto and record their physical ids.
+
+    Queues keep the template's visibility timeout, so a batch on a slow machine is not redelivered
+    sooner than in AWS; `visibility_s` shortens it for a run that wants failed records back quickly.
+    """
     sqs = session.client("sqs", region_name=stack.region)
     dynamodb = session.client("dynamodb", region_name=stack.region)
     s3 = session.client("s3", region_name=stack.region)
     queues = stack.resources("AWS::SQS::Queue")
     for lid in queues:
         name = f"{stack.name}-{lid}"[:80]
-        url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(SIM_VISIBILITY_S)})["QueueUrl"]
+        declared = queue_props(queues[lid]).get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY_S)
+        visibility = int(visibility_s if visibility_s is not None else declared)
+        url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(visibility)})["QueueUrl"]
         stack.physical[lid] = {"Ref": url, "Arn": f"arn:aws:sqs:{stack.region}:{ACCOUNT}:{name}", "QueueName": name,
                                "QueueUrl": url}  # fmt: skip
     for lid, queue in queues.items():
@@ -180,5 +195,6 @@ def functions_of(stack: StackView, cdk_out: Path) -> dict[str, Function]:
                                                      or {}).items()}  # fmt: skip
         if env.get("MODEL_DIR", "").startswith("/var/task/"):
             env["MODEL_DIR"] = str(asset_dir / env["MODEL_DIR"].removeprefix("/var/task/"))
-        out[lid] = Function(stack.name, stack.region, lid, handler, asset_dir, env, stack.physical[lid]["Ref"])
+        timeout = float(resource["Properties"].get("Timeout", LAMBDA_DEFAULT_TIMEOUT_S))
+        out[lid] = Function(stack.name, stack.region, lid, handler, asset_dir, env, stack.physical[lid]["Ref"], timeout)
     return out

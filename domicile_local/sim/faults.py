@@ -6,12 +6,17 @@ deliver a message twice: the injector makes both happen on purpose, from the run
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import threading
+import time
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
 HOLD_BACK_P = 0.3  # --fault reorder: the chance a batch keeps its second half back a round
+STARVE_PROCESSES = 2  # --fault cpu-starve: as many busy processes as this machine class has cores
+STARVE_MAX_S = 900.0  # and never longer than this, even if the run that started them hangs
 
 
 @dataclass(frozen=True)
@@ -19,10 +24,11 @@ class Faults:
     """What `--fault` injects into the local run."""
 
     write_error_every: int = 0  # one envelope in N: its first aggregate transaction fails (then its retry works)
-    aggregate_crashes: int = 0  # the aggregate function dies after writing half a batch, this many times
+    aggregate_crashes: int = 0  # the aggregate function dies once a batch is counted, before it answers, N times
     duplicate_every: int = 0  # every Nth queue message and rule message is delivered twice
     reorder: bool = False  # queue batches are delivered shuffled, some messages held back a round
     power_cuts: int = 0  # each fleet's first device loses power this many times, mid-spool-write
+    cpu_starve: bool = False  # two busy processes compete for the CPU for the whole run
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -69,3 +75,38 @@ class FaultInjector:
             if self.duplicate_now():
                 sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
         return messages
+
+
+def _spin(seconds: float, stop: ProcessEvent) -> None:
+    """Burn CPU until told to stop or `seconds` pass; touches nothing but the CPU."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop.is_set():
+        sum(i * i for i in range(20_000))
+
+
+class CpuStarve:
+    """`--fault cpu-starve`: busy processes beside the run, as another job on a shared machine would be."""
+
+    def __init__(self, processes: int = STARVE_PROCESSES, max_s: float = STARVE_MAX_S) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._processes = [
+            context.Process(target=_spin, args=(max_s, self._stop), daemon=True, name=f"cpu-starve-{i}")
+            for i in range(processes)
+        ]
+
+    def start(self) -> None:
+        for process in self._processes:
+            process.start()
+
+    @property
+    def running(self) -> int:
+        return sum(p.is_alive() for p in self._processes)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for process in self._processes:
+            if process.pid is not None:
+                process.join(5)
+                if process.is_alive():
+                    process.terminate()

@@ -9,8 +9,10 @@ from typing import Any
 
 from domicile.config.topology import Topology
 from domicile_local.sim.report import Report, build_report, print_summary, write_report
-from domicile_local.sim.runner import SimOptions, Simulation
+from domicile_local.sim.runner import DrainState, SimOptions, Simulation
 from domicile_local.sim.synth import synthesize
+
+QUIET_PRINT_S = 10.0  # without progress bars, a drain line this often: never a silent terminal
 
 
 def simulate(topology: Topology, options: SimOptions) -> Report:
@@ -51,7 +53,7 @@ def _run(sim: Simulation, topology: Topology, options: SimOptions, console: Any)
                 for name, done in counts.items():
                     progress.update(tasks[name], completed=done)
 
-            drained = sim.run(show)
+            drained = sim.run(show, _drain_line(progress, console, options.progress))
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: stopping the devices and writing a partial report[/yellow]")
@@ -65,3 +67,24 @@ def _run(sim: Simulation, topology: Topology, options: SimOptions, console: Any)
     paths = write_report(report, sim.out)
     print_summary(report, paths)
     return report
+
+
+def _drain_line(progress: Any, console: Any, bars: bool) -> Any:
+    """While the pipeline drains: aggregated / published / in flight, as a bar or as a line every 10 s."""
+    task: list[Any] = []  # the drain's bar, added when the drain starts
+    printed = [0.0]
+
+    def show(state: DrainState) -> None:
+        text = f"draining: aggregated {state.aggregated} / published {state.published}, in flight {state.in_flight}"
+        if bars:
+            if not task:
+                task.append(progress.add_task("draining", total=state.published))
+            # the bar is aggregated of published (M/N); the description says what is still in flight
+            progress.update(task[0], completed=state.aggregated, total=state.published,
+                            description=f"drain, {state.in_flight} in flight")  # fmt: skip
+            return
+        if time.monotonic() - printed[0] >= QUIET_PRINT_S:
+            printed[0] = time.monotonic()
+            console.print(text)
+
+    return show

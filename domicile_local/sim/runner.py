@@ -12,10 +12,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from domicile.aws.stores import AGGREGATE_HANDLER
 from domicile.config.topology import FleetMode, Topology
 from domicile.errors import ConfigError
 from domicile.wire.topics import topic_filter
@@ -30,13 +31,12 @@ from domicile_local.sim.assembly import (
 )
 from domicile_local.sim.devices import CaseStream, DeviceRun, build_devices
 from domicile_local.sim.event_sources import Delivery, InFlight, SourceQueue, SqsPoller, queue_url
-from domicile_local.sim.faults import FaultInjector, Faults
+from domicile_local.sim.faults import CpuStarve, FaultInjector, Faults
 from domicile_local.sim.rules import LocalRule, rules_of
 from domicile_local.sim.rules_engine import RulesEngine
 from domicile_local.sim.services import Services, start_amqtt, start_moto
 from domicile_local.sim.workers import LambdaWorker, WorkerFaults
 
-AGGREGATE_HANDLER = "functions.aggregate.handler.handler"
 QUIET_S = 1.5  # drained: nothing in flight and every source queue empty for this long
 
 
@@ -56,6 +56,19 @@ class SimOptions:
     faults: Faults = field(default_factory=Faults)
     cdk_out: Path | None = None  # an app synthesized beforehand; None synthesizes the project (cdk.json)
     data: dict[str, Path] = field(default_factory=dict)  # fleet -> DATA.npz (x, y) its devices send
+    # None: every queue's visibility timeout and every function's timeout as the templates say. A run that
+    # wants failed records back quickly (the fault tests) shortens the queues' to this, and the functions'
+    # to a sixth of it (the ratio AWS recommends for a queue's consumer).
+    visibility_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class DrainState:
+    """What the drain shows while it waits: cases aggregated of those published, and work in flight."""
+
+    aggregated: int
+    published: int
+    in_flight: int  # batches being invoked, rule messages queued, messages in the source queues
 
 
 @dataclass
@@ -123,7 +136,9 @@ class Simulation:
         self.threads: list[threading.Thread] = []
         self.delivery = Delivery(InFlight(), FaultInjector(options.faults, options.seed))
         self.injected = 0
+        self.injected_cases: list[str] = []  # "device/case" of each violation sent on an honest device's topic
         self.devices: list[DeviceRun] = []
+        self.starve = CpuStarve() if options.faults.cpu_starve else None
 
     # -- AWS clients against moto -------------------------------------------------------------------
     def client(self, service: str, region: str) -> Any:
@@ -143,8 +158,10 @@ class Simulation:
                 self.services.brokers[region] = start_amqtt(region, self.log_dir)
         functions: list[Function] = []
         for stack in self.stacks:
-            create_resources(stack, _EndpointSession(self))
+            create_resources(stack, _EndpointSession(self), self.options.visibility_timeout_s)
             functions += functions_of(stack, self.cdk_out).values()
+        if self.options.visibility_timeout_s is not None:
+            functions = [replace(fn, timeout_s=self.options.visibility_timeout_s / 6) for fn in functions]
         if not functions:
             raise ConfigError(f"{self.cdk_out}: no function with a bundled asset to run (asset metadata missing?)")
         faults = self.options.faults
@@ -205,17 +222,27 @@ class Simulation:
         return self.delivery.inflight.count
 
     # -- the run ---------------------------------------------------------------------------------------
-    def run(self, on_tick: Callable[[dict[str, int]], None] | None = None) -> bool:
+    def run(
+        self, on_tick: Callable[[dict[str, int]], None] | None = None,
+        on_drain: Callable[[DrainState], None] | None = None,
+    ) -> bool:  # fmt: skip
         """Devices and injected violations, then drain; True when the pipeline drained in time."""
-        self.start_devices()
-        self.inject_violations()
-        while not all(run.done for run in self.devices):
+        if self.starve is not None:
+            self.starve.start()
+        try:
+            self.start_devices()
+            self.inject_violations()
+            while not all(run.done for run in self.devices):
+                if on_tick:
+                    on_tick(self.cases_started())
+                time.sleep(0.2)
             if on_tick:
                 on_tick(self.cases_started())
-            time.sleep(0.2)
-        if on_tick:
-            on_tick(self.cases_started())
-        return self.drain()
+            return self.drain(on_drain)
+        finally:
+            if self.starve is not None:
+                self.fault_counts["cpu_starve_processes"] = self.starve.running
+                self.starve.stop()
 
     def cases_started(self) -> dict[str, int]:
         counts = dict.fromkeys(self.topology.fleets, 0)
@@ -281,22 +308,27 @@ class Simulation:
             transport.publish(victim.identity.topic("escalate"), envelope.model_dump_json(exclude_none=True).encode())
             transport.close()
             self.injected += 1
+            self.injected_cases.append(f"{victim.identity.device}/violation-{i}")
 
-    def source_queues_empty(self) -> bool:
+    def published(self) -> int:
+        return sum(len(run.started) for run in self.devices) + self.injected
+
+    def queued(self) -> int:
+        """Messages in the source queues (visible or in flight); DLQs are allowed to hold messages."""
+        total = 0
         for stack in self.stacks:
             sqs = self.client("sqs", stack.region)
             for lid, resource in stack.resources("AWS::SQS::Queue").items():
                 if "RedrivePolicy" not in resource.get("Properties", {}):
-                    continue  # DLQs are allowed to hold messages
+                    continue
                 attrs = sqs.get_queue_attributes(
                     QueueUrl=stack.physical[lid]["Ref"],
                     AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
                 )["Attributes"]
-                if int(attrs["ApproximateNumberOfMessages"]) or int(attrs["ApproximateNumberOfMessagesNotVisible"]):
-                    return False
-        return True
+                total += int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+        return total
 
-    def drain(self) -> bool:
+    def drain(self, on_drain: Callable[[DrainState], None] | None = None) -> bool:
         """Wait for the pipeline to go idle; give up after `drain_timeout_s` without progress (or 10 minutes).
 
         Progress (another aggregated envelope) restarts the clock, so a slow or busy machine drains late
@@ -310,7 +342,10 @@ class Simulation:
             if len(self.ledger.completions) != done:
                 done = len(self.ledger.completions)
                 deadline = time.monotonic() + self.options.drain_timeout_s
-            idle = self.busy == 0 and self.source_queues_empty()
+            queued = self.queued()
+            if on_drain:
+                on_drain(DrainState(done, self.published(), self.busy + queued))
+            idle = self.busy == 0 and queued == 0
             if idle:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since > QUIET_S:
@@ -321,6 +356,8 @@ class Simulation:
         return False
 
     def stop(self) -> None:
+        if self.starve is not None:
+            self.starve.stop()
         self.devices_stop.set()
         self.stop_event.set()
         # Let pollers finish the invocation in hand before their workers go (a run stopped undrained).

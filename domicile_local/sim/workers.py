@@ -21,20 +21,18 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from domicile_local.sim.assembly import SIM_VISIBILITY_S, Function
+from domicile_local.sim.assembly import Function
 
-# The templates keep a queue's visibility timeout at 6x its consumer's timeout; so does the local run.
-SIM_FUNCTION_TIMEOUT_S = SIM_VISIBILITY_S / 6
 CRASH_EXIT_CODE = 70
-MIN_SPLIT_BATCH = 2  # --fault aggregate-crash: a batch this big or bigger dies after writing half
+MIN_CRASH_BATCH = 2  # --fault aggregate-crash: a batch of this many records or more dies once it has counted
 
 
 @dataclass(frozen=True)
 class WorkerFaults:
     """Faults injected at the AWS SDK boundary of one function (`domicile simulate --fault`)."""
 
-    write_error_every: int = 0  # one envelope in N: its first DynamoDB transaction fails, as a throttled write does
-    crash_mid_batch: int = 0  # the process dies right after writing half of a batch, this many times
+    write_error_every: int = 0  # one envelope in N: the first transaction that holds it fails, as a throttled write
+    crash_mid_batch: int = 0  # the process dies right after a batch's first transaction, this many times
 
 
 def _install_faults(faults: WorkerFaults, state: dict[str, int]) -> None:
@@ -46,32 +44,36 @@ def _install_faults(faults: WorkerFaults, state: dict[str, int]) -> None:
     events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
     failed: set[str] = set()  # a transient error: each chosen envelope fails once, its retry goes through
 
+    def chosen(marker: str) -> bool:
+        return int(hashlib.sha256(marker.encode()).hexdigest(), 16) % max(faults.write_error_every, 1) == 0
+
     def before(params: dict[str, Any], **_: Any) -> None:
-        marker = str(params["TransactItems"][0]["Put"]["Item"]["pk"]["S"])  # msg#<envelope id>
-        chosen = int(hashlib.sha256(marker.encode()).hexdigest(), 16) % max(faults.write_error_every, 1) == 0
-        if faults.write_error_every and chosen and marker not in failed:
-            failed.add(marker)
-            print(json.dumps({"fault": "write-error", "marker": marker}), flush=True)
+        markers = [str(i["Put"]["Item"]["pk"]["S"]) for i in params["TransactItems"] if "Put" in i]  # msg#<id>
+        hit = [m for m in markers if faults.write_error_every and chosen(m) and m not in failed]
+        if hit:
+            failed.update(hit)
+            print(json.dumps({"fault": "write-error", "markers": hit}), flush=True)
             error = {"Error": {"Code": "InternalServerError", "Message": "injected by domicile simulate --fault"}}
             raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
 
     def after(**_: Any) -> None:
         state["written"] += 1
-        if state["crashes_left"] > 0 and state["written"] == state["half"]:
+        if state["crashes_left"] > 0 and state["armed"] and state["written"] == 1:
             print(json.dumps({"fault": "crash", "after_writes": state["written"]}), flush=True)
-            os._exit(CRASH_EXIT_CODE)  # as an out-of-memory kill: no response, no clean-up
+            os._exit(CRASH_EXIT_CODE)  # as an out-of-memory kill: counted, never answered, no clean-up
 
     events.register("before-parameter-build.dynamodb.TransactWriteItems", before)
     events.register("after-call.dynamodb.TransactWriteItems", after)
 
 
 def _worker_main(
-    handler: str, asset_dir: str, env: dict[str, str], conn: Connection, log_path: str, faults: WorkerFaults
+    function: Function, env: dict[str, str], conn: Connection, log_path: str, faults: WorkerFaults
 ) -> None:
+    handler, asset_dir, timeout_s = function.handler, str(function.asset_dir), function.timeout_s
     os.environ.update(env)
     log = open(log_path, "a", buffering=1)  # noqa: SIM115  (lives as long as the worker)
     sys.stdout = sys.stderr = log
-    state = {"written": 0, "half": 0, "crashes_left": faults.crash_mid_batch}
+    state = {"written": 0, "armed": 0, "crashes_left": faults.crash_mid_batch}
     if faults != WorkerFaults():
         _install_faults(faults, state)
     from domicile_local.invoke import LambdaContext, load_handler
@@ -89,9 +91,9 @@ def _worker_main(
         event, function_name = message
         started = time.perf_counter()
         records = event.get("Records", []) if isinstance(event, dict) else []
-        state["written"], state["half"] = 0, len(records) // 2 if len(records) >= MIN_SPLIT_BATCH else -1
+        state["written"], state["armed"] = 0, int(len(records) >= MIN_CRASH_BATCH)
         context = LambdaContext(function_name=function_name, region=env.get("AWS_REGION", ""),
-                                aws_request_id=str(uuid.uuid4()), timeout_s=SIM_FUNCTION_TIMEOUT_S)  # fmt: skip
+                                aws_request_id=str(uuid.uuid4()), timeout_s=timeout_s)  # fmt: skip
         try:
             result = fn(event, context)
             conn.send(("ok", result, time.perf_counter() - started))
@@ -137,7 +139,7 @@ class LambdaWorker:
         self._conn, child = context.Pipe()
         self._process = context.Process(
             target=_worker_main,
-            args=(self.function.handler, str(self.function.asset_dir), self._env, child, str(self.log_path), faults),
+            args=(self.function, self._env, child, str(self.log_path), faults),
             daemon=True,
             name=f"lambda:{self.function.key}",
         )

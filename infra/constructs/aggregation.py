@@ -16,18 +16,17 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
-from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from domicile.cloud.aggregation import ARCHIVE_PREFIX
 from domicile.models.drift import DRIFT_THRESHOLD
-from domicile.wire.keys import AGGREGATES_KEY, AGGREGATES_TTL, IDEMPOTENCY_KEY, IDEMPOTENCY_TTL
+from domicile.wire.keys import AGGREGATES_KEY, AGGREGATES_TTL
 from infra.bundling import python_function_code
 from infra.constructs.nag import suppress_lambda_defaults
 from infra.constructs.storage import function_log_group
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
-ARCHIVE_PREFIX = "archive/"
 
 
 @dataclass(frozen=True)
@@ -64,18 +63,6 @@ class Aggregation(Construct):
 
         # Count and drift rows by hour, and the per-message "counted" markers (domicile.wire.keys).
         self.aggregates = table("Aggregates", *AGGREGATES_KEY, AGGREGATES_TTL)
-        # Powertools Idempotency's records (its default key and TTL attribute names).
-        self.idempotency = table("Idempotency", *IDEMPOTENCY_KEY, IDEMPOTENCY_TTL)
-        NagSuppressions.add_resource_suppressions(
-            self.idempotency,
-            [
-                NagPackSuppression(
-                    id="NIST.800.53.R5-DynamoDBInBackupPlan",
-                    reason="Idempotency records live an hour (TTL); the counted markers that keep counts exact "
-                    "are in the aggregates table, which is backed up.",
-                )
-            ],
-        )
 
         log_group = function_log_group(self, "Logs", key=props.key)
         self.function = lambda_.Function(
@@ -93,7 +80,6 @@ class Aggregation(Construct):
             environment={
                 "JURISDICTION": props.jurisdiction,
                 "AGGREGATES_TABLE": self.aggregates.table_name,
-                "IDEMPOTENCY_TABLE": self.idempotency.table_name,
                 "ARCHIVE_BUCKET": props.bucket.bucket_name,
                 "ALLOWED_REGIONS": ",".join(props.allowed_regions),
                 "MODEL_DIR": "/var/task/models",  # the manifest's drift baselines
@@ -110,14 +96,13 @@ class Aggregation(Construct):
             )
         )
         self.aggregates.grant_read_write_data(self.function)
-        self.idempotency.grant_read_write_data(self.function)
         props.bucket.grant_put(self.function, f"{ARCHIVE_PREFIX}*")
         props.bucket.grant_put(self.function, "quarantine/*")  # residency violations, kept in-region
         suppress_lambda_defaults(
             self.function,
             [
                 {"regex": "/^Resource::<.*Bucket.*\\.Arn>/(archive|quarantine)/\\*$/g"},
-                {"regex": "/^Resource::<.*(Aggregates|Idempotency).*\\.Arn>/index/\\*$/g"},
+                {"regex": "/^Resource::<.*Aggregates.*\\.Arn>/index/\\*$/g"},
             ],
         )
 

@@ -1,4 +1,4 @@
-"""The aggregate function against moto DynamoDB and S3: duplicates never count twice."""
+"""The aggregate function against moto DynamoDB and S3: a batch at a time, duplicates never counted twice."""
 
 import copy
 import json
@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import BUCKET, IDEMPOTENCY_TABLE, REGION, aggregate_row, drain, load_event
+from tests.conftest import AGGREGATES_TABLE, BUCKET, REGION, aggregate_row, drain, load_event
 
 HOUR = "2026-11-24T10"
 MODEL = "digits-edge@1.0.0"
@@ -45,25 +45,101 @@ def test_same_envelope_three_times_counts_once(aggregate, lambda_context):
     assert row("munich-line-0")["count"] == 2
 
 
-def test_marker_holds_even_when_the_idempotency_record_is_gone(aggregate, lambda_context):
-    """A first delivery that counted but died before Powertools saved its record must not count again."""
+def _envelopes(n: int, devices: int) -> list[dict[str, Any]]:
+    """n distinct result envelopes of one fleet, spread over `devices` devices (one case each)."""
+    template = json.loads(load_event("sqs-results.json")["Records"][1]["body"])
+    out = []
+    for i in range(n):
+        body = copy.deepcopy(template)
+        body.update(message_id=f"00000000-0000-4000-8000-{i:012d}", device=f"munich-line-{i % devices}")
+        body["payload"].update(case_ids=[f"case-{i}"], labels=["7"], confidence=[0.9])
+        body["payload"].pop("latency_ms", None)
+        out.append(body)
+    return out
+
+
+def _records(bodies: list[dict[str, Any]], prefix: str = "delivery") -> list[dict[str, Any]]:
     record = load_event("sqs-results.json")["Records"][0]
-    aggregate.handler({"Records": [record]}, lambda_context)
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    for item in dynamodb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]:
-        dynamodb.delete_item(TableName=IDEMPOTENCY_TABLE, Key={"id": item["id"]})
-    aggregate.handler({"Records": [record]}, lambda_context)
-    assert row("munich-line-0")["count"] == 2
+    return [{**record, "messageId": f"{prefix}-{i}", "body": json.dumps(b)} for i, b in enumerate(bodies)]
 
 
-def test_raw_envelopes_are_archived_in_region(aggregate, lambda_context):
+def _calls(aggregate: Any, operation: str) -> list[dict[str, Any]]:
+    """Every `operation` call the handler's DynamoDB client makes from now on (its parameters)."""
+    seen: list[dict[str, Any]] = []
+    aggregate.dynamodb.meta.events.register(
+        f"before-parameter-build.dynamodb.{operation}", lambda params, **_: seen.append(params)
+    )
+    return seen
+
+
+def _markers() -> int:
+    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=AGGREGATES_TABLE)["Items"]
+    return sum(1 for i in items if i["pk"]["S"].startswith("msg#"))
+
+
+def _device_counts(devices: int) -> list[float]:
+    return [(row(f"munich-line-{d}") or {}).get("count", 0) for d in range(devices)]
+
+
+def test_a_batch_of_100_is_counted_in_two_transactions_not_100(aggregate, lambda_context):
+    transactions = _calls(aggregate, "TransactWriteItems")
+    # 100 markers and 10 rows are 110 actions: DynamoDB takes 100 per transaction, so two.
+    response = aggregate.handler({"Records": _records(_envelopes(100, devices=10))}, lambda_context)
+    assert response == {"batchItemFailures": []}
+    assert len(transactions) == 2
+    assert all(len(t["TransactItems"]) <= 100 for t in transactions)
+    assert _device_counts(10) == [10] * 10 and _markers() == 100
+
+
+def test_a_batch_partly_counted_before_counts_only_the_rest(aggregate, lambda_context):
+    bodies = _envelopes(30, devices=3)
+    aggregate.handler({"Records": _records(bodies[::3], "first")}, lambda_context)  # 10 of them, earlier
+    assert _device_counts(3) == [10, 0, 0]
+    # SQS redelivers those 10 inside a bigger batch: their markers cancel the transaction, the rest go again.
+    response = aggregate.handler({"Records": _records(bodies, "second")}, lambda_context)
+    assert response == {"batchItemFailures": []}
+    assert _device_counts(3) == [10, 10, 10] and _markers() == 30
+
+
+def test_a_failed_write_fails_only_its_records_and_their_retry_counts_once(aggregate, lambda_context):
+    from botocore.exceptions import ClientError
+
+    bodies = _envelopes(150, devices=5)  # 150 markers + 5 rows: two transactions
+    records = _records(bodies)
+    refused: list[int] = []
+
+    def throttle_first(params: dict[str, Any], **_: Any) -> None:
+        if not refused:
+            refused.append(len(params["TransactItems"]))
+            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate of requests exceeds the allowed"}}
+            raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
+
+    aggregate.dynamodb.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", throttle_first)
+    try:
+        response = aggregate.handler({"Records": records}, lambda_context)
+    finally:
+        aggregate.dynamodb.meta.events.unregister("before-parameter-build.dynamodb.TransactWriteItems", throttle_first)
+    failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert 0 < len(failed) < len(records)  # the refused transaction's envelopes, and only those
+    assert _markers() == len(records) - len(failed)
+    again = [r for r in records if r["messageId"] in failed]
+    assert aggregate.handler({"Records": again}, lambda_context) == {"batchItemFailures": []}
+    assert sum(_device_counts(5)) == 150 and _markers() == 150
+
+
+def test_a_batch_is_archived_in_region_as_one_object_a_redelivery_rewrites_identically(aggregate, lambda_context):
     event = load_event("sqs-results.json")
     aggregate.handler(event, lambda_context)
     s3 = boto3.client("s3", region_name=REGION)
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="archive/")["Contents"])
-    assert len(keys) == 2 and all(k.startswith("archive/eu/munich-line/2026/11/24/") for k in keys)
-    body = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
-    assert body["kind"] == "result"
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="archive/")["Contents"]]
+    assert key.startswith("archive/eu/munich-line/2026/11/24/batch-") and key.endswith(".jsonl")
+    first = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    lines = [json.loads(line) for line in first.decode().splitlines()]
+    ids = {json.loads(r["body"]).get("message_id") for r in event["Records"][:3]}
+    assert {line["message_id"] for line in lines} == ids and all(line["kind"] == "result" for line in lines)
+    aggregate.handler(event, lambda_context)  # the same batch again
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="archive/")["Contents"]] == [key]
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == first
 
 
 @pytest.mark.parametrize(

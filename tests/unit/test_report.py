@@ -2,8 +2,9 @@
 
 import json
 
+from domicile.cloud.books import Books
 from domicile_local.sim.report import Report, markdown, write_report
-from domicile_local.sim.report.model import Books, FaultCounts, FleetDrift, FleetReport, HandlerStage, Stages
+from domicile_local.sim.report.model import FaultCounts, FleetDrift, FleetReport, HandlerStage, Stages
 from domicile_local.sim.report.render import books_line, drift_line, faults_line, rows
 
 
@@ -20,7 +21,8 @@ def _fleet(name, region, aggregated, **kw):
 def _report(**books):
     fleets = [_fleet("munich-line", "eu-central-1", 100), _fleet("virginia-plant", "us-east-1", 99)]
     ledger = dict(
-        published=200, aggregated=199, quarantined=0, in_dlq=1, dlq_messages=1, still_on_devices=0, difference=0,
+        published=200, aggregated=199, quarantined=0, in_dlq=1, dlq_messages=1, dead_lettered_after_counted=[],
+        still_on_devices=0, difference=0,
         counted_in_tables=199, counted_twice=0, balanced=True, unaccounted_cases=[], injected_violations=0,
         injected_quarantined=0,
     )  # fmt: skip

@@ -51,7 +51,6 @@ def test_each_function_refuses_at_init_what_it_needs_and_lacks(monkeypatch, kind
     monkeypatch.setenv("SPLIT_MODEL", "digits-deep")
     monkeypatch.setenv("SPLIT_CUT", "hidden1")
     monkeypatch.setenv("AGGREGATES_TABLE", "aggregates")
-    monkeypatch.setenv("IDEMPOTENCY_TABLE", "idempotency")
     monkeypatch.setenv("ARCHIVE_BUCKET", "bucket")
     load_settings(kind)  # all there: it loads
     monkeypatch.delenv(variable)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections import Counter
 from dataclasses import asdict
@@ -11,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from domicile.wire.keys import RowKind, row_kind
+from domicile.aws.stores import RegionStores, read_region, stores_of_template
+from domicile.cloud.books import Books, Outcome, StoreContents, cases_in_text, fleet_counts, reconcile
 from domicile_local.sim.faults import Faults
 from domicile_local.sim.report.model import (
-    Books,
     FaultCounts,
     FleetDrift,
     FleetReport,
@@ -26,27 +25,6 @@ from domicile_local.sim.report.model import (
 from domicile_local.sim.runner import Simulation
 
 _EMF_METRICS = ("DuplicatesSuppressed", "ResidencyViolation", "BadInput", "EnvelopesAggregated", "Escalations")
-
-
-def _cases_in(envelope: Any) -> list[tuple[str, str]]:
-    """(fleet, case id) pairs an envelope (or a wrapper around one) carries."""
-    if not isinstance(envelope, dict):
-        return []
-    if "requestPayload" in envelope:  # a Lambda async failure record
-        return _cases_in(envelope["requestPayload"])
-    if "base64OriginalPayload" in envelope:  # an IoT rule error-action record
-        try:
-            return _cases_in(json.loads(base64.b64decode(envelope["base64OriginalPayload"])))
-        except (ValueError, json.JSONDecodeError):
-            return []
-    payload = envelope.get("payload") or {}
-    fleet = str(envelope.get("fleet", "?"))
-    device = str(envelope.get("device", "?"))
-    if "case_ids" in payload:
-        return [(fleet, f"{device}/{c}") for c in payload["case_ids"]]
-    if "case_id" in payload:
-        return [(fleet, f"{device}/{payload['case_id']}")]
-    return []
 
 
 def _log_records(log_dir: Path) -> list[dict[str, Any]]:
@@ -83,35 +61,25 @@ def _duplicates_by_fleet(records: list[dict[str, Any]]) -> Counter[str]:
     return Counter(str(r.get("fleet")) for r in records if r.get("message") == "duplicate envelope suppressed")
 
 
-def _quarantined(sim: Simulation) -> list[tuple[str, str]]:
-    cases = []
+def region_stores(sim: Simulation) -> list[RegionStores]:
+    """Each region's stores as the run created them, found as `domicile books` finds a deployment's."""
+    found = []
     for stack in sim.stacks:
-        s3 = sim.client("s3", stack.region)
-        for lid in stack.resources("AWS::S3::Bucket"):
-            bucket = stack.physical[lid]["Ref"]
-            listing = s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/").get("Contents", [])
-            for obj in listing:
-                record = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-                try:
-                    cases += _cases_in(json.loads(record["message"]))
-                except (json.JSONDecodeError, KeyError):
-                    cases.append(("?", obj["Key"]))
-    return cases
+        physical = {lid: ids["Ref"] for lid, ids in stack.physical.items() if "Ref" in ids}
+        stores = stores_of_template(stack.template, stack.region, physical)
+        if stores is not None:
+            found.append(stores)
+    return found
 
 
-def _counted_in_tables(sim: Simulation) -> int:
-    """Cases the aggregates tables count (every aggregate row's `count`): what DynamoDB itself says."""
-    total = 0
-    for stack in sim.stacks:
-        dynamodb = sim.client("dynamodb", stack.region)
-        for lid in stack.resources("AWS::DynamoDB::Table"):
-            if "Aggregates" not in lid:
-                continue
-            for page in dynamodb.get_paginator("scan").paginate(TableName=stack.physical[lid]["Ref"]):
-                for item in page["Items"]:
-                    if row_kind(item["pk"]["S"]) is RowKind.COUNT:  # markers and histograms count nothing
-                        total += int(float(item.get("count", {"N": "0"})["N"]))
-    return total
+def read_stores(sim: Simulation) -> StoreContents:
+    contents = StoreContents()
+    for stores in region_stores(sim):
+        region = stores.region
+        contents = contents.merge(
+            read_region(stores, sim.client("dynamodb", region), sim.client("s3", region), sim.client("sqs", region))
+        )
+    return contents
 
 
 def _fault_counts(sim: Simulation, logs: list[dict[str, Any]]) -> dict[str, int]:
@@ -122,41 +90,16 @@ def _fault_counts(sim: Simulation, logs: list[dict[str, Any]]) -> dict[str, int]
             "held_back": sim.fault_counts["held_back"],
             "device_kills": sum(run.restarts for run in sim.devices),
             "torn_spool_writes": sum(run.torn_writes for run in sim.devices),
-            "cases_resumed": sum(run.resumed for run in sim.devices)}  # fmt: skip
+            "cases_resumed": sum(run.resumed for run in sim.devices),
+            "cpu_starve_processes": sim.fault_counts.get("cpu_starve_processes", 0)}  # fmt: skip
 
 
-def _dead_letters(sim: Simulation) -> tuple[int, list[tuple[str, str]]]:
-    messages, cases = 0, []
-    for stack in sim.stacks:
-        sqs = sim.client("sqs", stack.region)
-        for lid, resource in stack.resources("AWS::SQS::Queue").items():
-            if "RedrivePolicy" in resource.get("Properties", {}):
-                continue
-            url = stack.physical[lid]["Ref"]
-            while True:
-                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-                    "Messages", []
-                )
-                if not got:
-                    break
-                for message in got:
-                    messages += 1
-                    try:
-                        cases += _cases_in(json.loads(message["Body"]))
-                    except json.JSONDecodeError:
-                        cases.append(("?", message["MessageId"]))
-    return messages, cases
-
-
-def _still_on_devices(sim: Simulation) -> list[tuple[str, str]]:
+def _still_on_devices(sim: Simulation) -> list[str]:
     """Cases in the devices' spools (a run cut short): not lost, just not sent yet."""
     cases = []
     for run in sim.devices:
         for entry in run.device.forward.spool.pending():
-            try:
-                cases += _cases_in(json.loads(entry.payload))
-            except json.JSONDecodeError:
-                cases.append((run.fleet.name, f"{run.identity.device}/spool-{entry.seq}"))
+            cases += [c for _, c in cases_in_text(entry.payload, f"{run.identity.device}/spool-{entry.seq}")]
     return cases
 
 
@@ -175,8 +118,8 @@ def _case_latencies(sim: Simulation) -> dict[tuple[str, str], float]:
     return {k: (c.at - started[k]) * 1000 for k, c in sim.ledger.completions.items() if k in started}
 
 
-def _fleet(name: str, sim: Simulation, case_ms: dict[tuple[str, str], float], quarantined: list[tuple[str, str]],
-           dlq_cases: list[tuple[str, str]], duplicates: Counter[str]) -> FleetReport:  # fmt: skip
+def _fleet(name: str, sim: Simulation, case_ms: dict[tuple[str, str], float], outcomes: Counter[Outcome],
+           duplicates: Counter[str]) -> FleetReport:  # fmt: skip
     runs = [r for r in sim.devices if r.fleet.name == name]
     fleet = runs[0].fleet
     started = [(r.identity.device, c) for r in runs for c in r.started]
@@ -190,37 +133,21 @@ def _fleet(name: str, sim: Simulation, case_ms: dict[tuple[str, str], float], qu
         fleet=name, region=fleet.home_region, jurisdiction=fleet.jurisdiction, mode=runs[0].device.mode.value,
         devices=len(runs), cases=len(started), inferences=sum(r.device.stats.inferences for r in runs),
         edge_answered=sum(r.device.stats.kept for r in runs), escalated=sum(r.device.stats.escalated for r in runs),
-        split=sum(r.device.stats.split for r in runs), aggregated=len(done),
+        split=sum(r.device.stats.split for r in runs), aggregated=outcomes[Outcome.AGGREGATED],
         accuracy=correct / len(done) if done else None,
         bytes_sent=sent, bytes_raw_offload=raw, bytes_vs_raw=sent / raw if raw else None,
         latency_ms={q: float(np.percentile(latencies, q)) for q in (50, 95, 99)},
         spooled=sum(r.device.forward.stats.spooled for r in runs),
         replayed=sum(r.device.forward.stats.replayed for r in runs),
         evicted=sum(r.device.forward.evicted for r in runs),
-        quarantined=sum(1 for f, _ in quarantined if f == name), dlq=sum(1 for f, _ in dlq_cases if f == name),
+        quarantined=outcomes[Outcome.QUARANTINED], dlq=outcomes[Outcome.IN_DLQ],
         duplicates_suppressed=duplicates.get(name, 0), device_errors=[r.error for r in runs if r.error],
     )  # fmt: skip
 
 
-def _books(sim: Simulation, fleets: list[FleetReport], quarantined: list[tuple[str, str]],
-           dlq: tuple[int, list[tuple[str, str]]]) -> Books:  # fmt: skip
-    dlq_messages, dlq_cases = dlq
-    published = sum(f.cases for f in fleets) + sim.injected
-    aggregated = sum(f.aggregated for f in fleets)
-    on_devices = _still_on_devices(sim)
-    counted = _counted_in_tables(sim)
-    difference = published - aggregated - len(quarantined) - len(dlq_cases) - len(on_devices)
-    accounted = {c for _, c in quarantined + dlq_cases + on_devices} | {f"{d}/{c}" for d, c in sim.ledger.completions}
-    unaccounted = sorted(f"{r.identity.device}/{c}" for r in sim.devices for c in r.started)
-    unaccounted = [c for c in unaccounted if c not in accounted]
-    return Books(
-        published=published, aggregated=aggregated, quarantined=len(quarantined), in_dlq=len(dlq_cases),
-        dlq_messages=dlq_messages, still_on_devices=len(on_devices), difference=difference,
-        counted_in_tables=counted, counted_twice=counted - aggregated,
-        balanced=difference == 0 and not unaccounted and counted == aggregated,
-        unaccounted_cases=unaccounted[:50], injected_violations=sim.injected,
-        injected_quarantined=sum(1 for _, c in quarantined if "/violation-" in c),
-    )  # fmt: skip
+def _books(sim: Simulation, stores: StoreContents) -> Books:
+    published = [f"{r.identity.device}/{c}" for r in sim.devices for c in r.started]
+    return reconcile(stores, published, _still_on_devices(sim), sim.injected_cases)
 
 
 def _stages(sim: Simulation) -> Stages:
@@ -240,15 +167,15 @@ def _latencies_by_region(sim: Simulation, case_ms: dict[tuple[str, str], float])
 
 
 def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bool) -> Report:
-    quarantined = _quarantined(sim)
-    dlq = _dead_letters(sim)
+    stores = read_stores(sim)
+    by_fleet = fleet_counts(stores)
     logs = _log_records(sim.log_dir)
     metrics = _emf_totals(logs)
     duplicates = _duplicates_by_fleet(logs)
     names = sorted({r.fleet.name for r in sim.devices})
     case_ms = _case_latencies(sim)
-    fleets = [_fleet(name, sim, case_ms, quarantined, dlq[1], duplicates) for name in names]
-    books = _books(sim, fleets, quarantined, dlq)
+    fleets = [_fleet(name, sim, case_ms, by_fleet.get(name, Counter()), duplicates) for name in names]
+    books = _books(sim, stores)
     return Report(
         seconds=seconds,
         throughput_per_s=books.aggregated / seconds if seconds else 0.0,

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from domicile.cloud.books import Books
+
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,24 +44,6 @@ class FleetReport(_Part):
     device_errors: list[str]
 
 
-class Books(_Part):
-    """Every case published is aggregated, quarantined, in a DLQ or still on a device: once each."""
-
-    published: int
-    aggregated: int
-    quarantined: int
-    in_dlq: int
-    dlq_messages: int
-    still_on_devices: int
-    difference: int
-    counted_in_tables: int  # what the aggregates tables' count rows add up to, read from DynamoDB
-    counted_twice: int
-    balanced: bool
-    unaccounted_cases: list[str]
-    injected_violations: int
-    injected_quarantined: int
-
-
 class FaultCounts(_Part):
     injected: dict[str, Any]  # the --fault options given
     write_errors: int
@@ -69,6 +53,7 @@ class FaultCounts(_Part):
     device_kills: int
     torn_spool_writes: int
     cases_resumed: int
+    cpu_starve_processes: int = 0  # --fault cpu-starve: busy processes still running when the run ended
 
 
 class RuleStage(_Part):

@@ -103,20 +103,7 @@ def rows(report: Report) -> list[tuple[str, ...]]:
 
 
 def books_line(report: Report) -> str:
-    b = report.books
-    equation = (
-        f"published {b.published} = aggregated {b.aggregated} + quarantined {b.quarantined} + in DLQ {b.in_dlq}"
-        + (f" + still spooled on devices {b.still_on_devices}" if b.still_on_devices else "")
-    )
-    if b.balanced:
-        return f"Books balance: {equation}."
-    named = ", ".join(b.unaccounted_cases[:10])
-    return (
-        f"Books do NOT balance: {equation} leaves a difference of {b.difference}"
-        + (f"; never accounted for: {named}" if named else "")
-        + (f"; the aggregates tables count {b.counted_in_tables} cases" if b.counted_twice else "")
-        + "."
-    )
+    return "\n".join(report.books.lines())
 
 
 def faults_line(report: Report) -> str | None:
