@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,10 +81,13 @@ class SqsPoller:
         self.sqs, self.url, self.queue_arn, self.region = sqs, source.url, source.arn, source.region
         self.batch_size, self.worker, self.on_delivered = batch_size, worker, on_delivered
         self.injector, self.inflight = delivery.injector, delivery.inflight
+        # What Lambda's poller calls on the function's behalf (billed to the queue, not made by our code).
+        self.calls: Counter[str] = Counter()
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         while len(messages) < self.batch_size:
+            self.calls["sqs.ReceiveMessage"] += 1
             got = self.sqs.receive_message(
                 QueueUrl=self.url, MaxNumberOfMessages=min(SQS_MAX_RECEIVE, self.batch_size - len(messages)),
                 AttributeNames=["All"], MessageAttributeNames=["All"],
@@ -101,6 +105,7 @@ class SqsPoller:
         for start in range(0, len(done), SQS_MAX_RECEIVE):
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                        for i, m in enumerate(done[start : start + SQS_MAX_RECEIVE])]  # fmt: skip
+            self.calls["sqs.DeleteMessageBatch"] += 1
             self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
         if self.on_delivered:
             for message in done:

@@ -133,6 +133,7 @@ class Simulation:
             self.services.aws[region] = start_moto(region, self.log_dir)
         self.workers: dict[str, LambdaWorker] = {}  # by function ARN
         self.rules_engines: list[RulesEngine] = []  # one per region with rules
+        self.pollers: dict[str, SqsPoller] = {}  # by the function they feed (stack/logical id)
         self.threads: list[threading.Thread] = []
         self.delivery = Delivery(InFlight(), FaultInjector(options.faults, options.seed))
         self.injected = 0
@@ -191,6 +192,7 @@ class Simulation:
                 self.client("sqs", stack.region), source, int(props.get("BatchSize", 10)), worker,
                 delivery=self.delivery, on_delivered=self.ledger.record if is_aggregate else None,
             )  # fmt: skip
+            self.pollers[worker.function.key] = poller
             thread = threading.Thread(target=poller.run, args=(self.stop_event,), daemon=True,
                                       name=f"esm:{worker.function.key}")  # fmt: skip
             thread.start()

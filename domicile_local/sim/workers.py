@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,27 @@ def _install_faults(faults: WorkerFaults, state: dict[str, int]) -> None:
     events.register("after-call.dynamodb.TransactWriteItems", after)
 
 
+def _count_calls(calls: Counter[str]) -> None:
+    """Every AWS API call the function's code makes, as `service.Operation` (botocore's before-call event
+    fires once per call, before retries; a call a fault hook refused never reached AWS and is not counted)."""
+    import boto3
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+
+    def count(model: Any, **_: Any) -> None:
+        calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    boto3.DEFAULT_SESSION.events.register("before-call", count)  # type: ignore[union-attr]
+
+
+def _taken(calls: Counter[str]) -> dict[str, int]:
+    """The calls counted since the last answer (and the counter emptied for the next)."""
+    out = dict(calls)
+    calls.clear()
+    return out
+
+
 def _worker_main(
     function: Function, env: dict[str, str], conn: Connection, log_path: str, faults: WorkerFaults
 ) -> None:
@@ -76,14 +98,16 @@ def _worker_main(
     state = {"written": 0, "armed": 0, "crashes_left": faults.crash_mid_batch}
     if faults != WorkerFaults():
         _install_faults(faults, state)
+    calls: Counter[str] = Counter()
+    _count_calls(calls)
     from domicile_local.invoke import LambdaContext, load_handler
 
     try:
         fn = load_handler(handler, Path(asset_dir))  # our code from the asset, as in Lambda
     except Exception as exc:
-        conn.send(("init-error", f"{type(exc).__name__}: {exc}", 0.0))
+        conn.send(("init-error", f"{type(exc).__name__}: {exc}", 0.0, _taken(calls)))
         return
-    conn.send(("ready", None, 0.0))
+    conn.send(("ready", None, 0.0, _taken(calls)))
     while True:
         message = conn.recv()
         if message is None:
@@ -96,9 +120,9 @@ def _worker_main(
                                 aws_request_id=str(uuid.uuid4()), timeout_s=timeout_s)  # fmt: skip
         try:
             result = fn(event, context)
-            conn.send(("ok", result, time.perf_counter() - started))
+            conn.send(("ok", result, time.perf_counter() - started, _taken(calls)))
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}", time.perf_counter() - started))
+            conn.send(("error", f"{type(exc).__name__}: {exc}", time.perf_counter() - started, _taken(calls)))
 
 
 @dataclass
@@ -106,6 +130,7 @@ class InvokeStats:
     invocations: int = 0
     errors: int = 0
     seconds: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)  # AWS API calls its code made, by service.Operation
 
 
 class LambdaWorker:
@@ -156,7 +181,8 @@ class LambdaWorker:
             return
         if not self._conn.poll(timeout):
             raise RuntimeError(f"{self.function.key}: the handler did not initialise in {timeout}s")
-        status, detail, _ = self._conn.recv()
+        status, detail, _, calls = self._conn.recv()
+        self.stats.calls.update(calls)
         if status != "ready":
             raise RuntimeError(f"{self.function.key}: init failed: {detail} (see {self.log_path})")
         self._ready = True
@@ -167,12 +193,14 @@ class LambdaWorker:
             self.wait_ready()
             self._conn.send((event, self.function.name))
             try:
-                status, detail, seconds = self._conn.recv()
+                status, detail, seconds, calls = self._conn.recv()
             except (EOFError, ConnectionError):  # the environment died mid-invocation: Lambda starts a new one
                 self._process.join(5)
                 self.crashes += 1
                 status, detail, seconds = "error", f"Runtime.ExitError: exit code {self._process.exitcode}", 0.0
+                calls = {}  # what it called before it died is not known (a crash is a fault run's, not a cost)
                 self._start()
+            self.stats.calls.update(calls)
         self.stats.invocations += 1
         self.stats.seconds += seconds
         if status != "ok":

@@ -155,9 +155,16 @@ def _stages(sim: Simulation) -> Stages:
         rules={name: RuleStage(messages=int(s["messages"]), mean_ms=s["seconds"] / s["messages"] * 1000)
                for name, s in sim.rule_stats.items() if s["messages"]},
         handlers={w.function.key: HandlerStage(invocations=w.stats.invocations, errors=w.stats.errors,
-                                               mean_ms=w.stats.seconds / w.stats.invocations * 1000)
+                                               mean_ms=w.stats.seconds / w.stats.invocations * 1000,
+                                               aws_calls=dict(sorted(w.stats.calls.items())))
                   for w in sim.workers.values() if w.stats.invocations},
+        event_sources={key: dict(sorted(p.calls.items())) for key, p in sim.pollers.items() if p.calls},
     )  # fmt: skip
+
+
+def _calls_per_1000(sim: Simulation, aggregated: int) -> float | None:
+    calls = sum(sum(w.stats.calls.values()) for w in sim.workers.values())
+    return round(calls / aggregated * 1000, 1) if aggregated else None
 
 
 def _latencies_by_region(sim: Simulation, case_ms: dict[tuple[str, str], float]) -> dict[str, list[float]]:
@@ -199,6 +206,7 @@ def build_report(sim: Simulation, seconds: float, drained: bool, interrupted: bo
             if run.core is not None
         },
         latencies_ms=_latencies_by_region(sim, case_ms),
+        aws_calls_per_1000_cases=_calls_per_1000(sim, books.aggregated),
     )
 
 

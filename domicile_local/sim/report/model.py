@@ -65,11 +65,13 @@ class HandlerStage(_Part):
     invocations: int
     errors: int
     mean_ms: float
+    aws_calls: dict[str, int] = {}  # the AWS API calls its code made, by service.Operation
 
 
 class Stages(_Part):
     rules: dict[str, RuleStage]  # by rule name
     handlers: dict[str, HandlerStage]  # by stack/logical id
+    event_sources: dict[str, dict[str, int]] = {}  # SQS polling on a function's behalf, by the function it feeds
 
 
 class FleetDrift(_Part):
@@ -97,6 +99,7 @@ class Report(_Part):
     drift: dict[str, FleetDrift]
     greengrass: dict[str, dict[str, str]]  # device -> component -> version its local core deployed
     latencies_ms: dict[str, list[float]]  # region -> every aggregated case's latency, sorted (the CDF plot)
+    aws_calls_per_1000_cases: float | None = None  # our functions' calls (polling apart) per 1,000 aggregated
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

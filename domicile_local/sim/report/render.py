@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,6 +135,17 @@ def drift_line(report: Report) -> str:
     return "Input drift, highest PSI per fleet: " + ", ".join(parts) + "."
 
 
+def calls_line(report: Report) -> str:
+    """Our functions' AWS calls per 1,000 cases aggregated, and the busiest operations."""
+    if report.aws_calls_per_1000_cases is None:
+        return "AWS calls by our functions: none aggregated"
+    totals: Counter[str] = Counter()
+    for stage in report.stages.handlers.values():
+        totals.update(stage.aws_calls)
+    top = ", ".join(f"{op} {n}" for op, n in totals.most_common(4))
+    return f"AWS calls by our functions: {report.aws_calls_per_1000_cases:.0f} per 1,000 cases aggregated ({top})"
+
+
 def markdown(report: Report, plots: list[str]) -> str:
     lines = [
         "# domicile simulate: report",
@@ -155,6 +167,8 @@ def markdown(report: Report, plots: list[str]) -> str:
         "",
         f"Duplicates suppressed by the aggregate function: {report.duplicates_suppressed}. "
         f"Injected residency violations: {b.injected_violations}, quarantined: {b.injected_quarantined}.",
+        "",
+        calls_line(report),
         "",
     ]
     if faults_line(report):
@@ -184,4 +198,5 @@ def print_summary(report: Report, paths: list[Path]) -> None:
         f"duplicates suppressed: {report.duplicates_suppressed}; "
         f"injected violations quarantined: {report.books.injected_quarantined}/{report.books.injected_violations}"
     )
+    console.print(calls_line(report))
     console.print("report: " + ", ".join(str(p) for p in paths))
