@@ -6,11 +6,14 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 CDK_VERSION := 2.1148.1
 CDK := .tools/node_modules/.bin/cdk
+# checkov in its own venv: its pins would fight the project's (a reviewer's tool, not a dependency)
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov/bin/checkov
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup system-packages docs models rebuild-models synth demo lint audit test bench soak clean
+.PHONY: setup system-packages docs models rebuild-models templates synth demo lint audit test bench soak clean
 
 setup: $(STAMP) $(CDK)
 
@@ -28,6 +31,11 @@ $(STAMP): pyproject.toml constraints.txt
 $(CDK):
 	npm install --prefix .tools --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_VERSION)
 
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet --upgrade pip
+	.tools/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
 # The registry's versions are immutable: with models committed, `make models` only lists them (a
 # machine whose BLAS rounds differently must not stop the demo); `make rebuild-models` rebuilds
 # them and fails if a released version comes out with other bytes.
@@ -42,13 +50,17 @@ rebuild-models: $(STAMP)
 
 # The CDK CLI prints cdk-nag and residency errors and fails on them; cfn-lint then checks every
 # template, and the residency report gates on any data flow leaving its jurisdiction.
-synth: setup
+templates: setup
 	$(CDK) synth --quiet
 	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 	set -o pipefail; $(BIN)/domicile residency report | tail -n 1
 
+# ...and checkov, which fails on any failed check not skipped with its reason in the resource's metadata.
+synth: templates $(CHECKOV)
+	$(CHECKOV) --directory cdk.out --framework cloudformation --quiet --compact --skip-download
+
 # The sample events through the handlers, then the main job: the whole synthesized app run locally.
-demo: setup models synth
+demo: setup models templates
 	$(BIN)/domicile demo
 	$(BIN)/domicile simulate $(SIMULATE_ARGS)
 
@@ -65,7 +77,7 @@ audit: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
-test: system-packages setup lint audit docs
+test: system-packages setup $(CHECKOV) lint audit docs
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: setup

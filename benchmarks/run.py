@@ -312,6 +312,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     from benchmarks.simulate import report_lines
 
     lines += report_lines(results["simulate"])
+    from benchmarks.pipeline import report_lines as pipeline_lines
+
+    lines += pipeline_lines(results["pipeline"])
     from benchmarks.split import SENSOR_READING
     from benchmarks.split import report_lines as split_lines
 
@@ -323,12 +326,12 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     from benchmarks.edge import bench_aggregate, bench_modes, bench_sensor_modes
+    from benchmarks.pipeline import bench_pipeline
     from benchmarks.simulate import bench_simulate
     from benchmarks.split import bench_sensor_split, bench_split
 
     os.environ.update(LAMBDA_ENV)
-    os.environ.update(AGGREGATES_TABLE="domicile-aggregates", IDEMPOTENCY_TABLE="domicile-idempotency",
-                      ARCHIVE_BUCKET="domicile-data-eu-central-1")  # fmt: skip
+    os.environ.update(AGGREGATES_TABLE="domicile-aggregates", ARCHIVE_BUCKET="domicile-data-eu-central-1")
     from domicile_local.invoke import LambdaContext
 
     ctx = LambdaContext(function_name="bench")
@@ -344,6 +347,7 @@ def main() -> None:
         "sensor_modes": bench_sensor_modes(),
         "aggregate": bench_aggregate(),
         "simulate": bench_simulate(),
+        "pipeline": bench_pipeline(),
         "split": bench_split(),
         "sensor_split": bench_sensor_split(),
     }

@@ -153,13 +153,11 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         f"| moto: SQS SendMessage | probe | {result['probes']['moto_sqs_send_ms']:.2f} |",
         f"| moto: DynamoDB GetItem | probe | {result['probes']['moto_dynamodb_get_ms']:.2f} |",
         "",
-        "Reading it: the handlers' time is almost all moto calls to a local server (per envelope the "
-        "aggregate function makes an idempotency put, a transactional write, an S3 archive put and an "
-        "idempotency update; the local run's moto snapshots only the items a transaction touches, see "
-        "domicile_local/sim/moto_server.py, where plain moto copied whole tables), and each Lambda worker runs "
-        "one invocation at a time, as one Lambda instance does; cloud-only mode also costs one escalation "
-        "invocation per case. The rate is bounded by that, not by the models or the brokers: the aim "
-        "of 1,000 cases/s is not met on this machine.",
+        "Reading it: the handlers' time is mostly moto calls to a local server (a batch of result envelopes "
+        "is one S3 put and one or two transactions; the local run's moto snapshots only the items a "
+        "transaction touches, see domicile_local/sim/moto_server.py), and each Lambda worker runs one "
+        "invocation at a time, as one Lambda instance does; escalations and split cases go through the "
+        "request queue, a batch a run. The aim of 1,000 cases/s is not met on this machine.",
         "",
     ]
     return lines

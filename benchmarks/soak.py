@@ -11,7 +11,7 @@
    aggregate written) of the cases started in each, against the bounds stated below. Then drain:
    the books must balance.
 
-moto keeps every record, archive object and idempotency row in its memory, as DynamoDB and S3
+moto keeps every record and archive object in its memory, as DynamoDB and S3
 keep them on disk, so its growth is stored data: it is bounded per case aggregated. Everything
 else must stay flat.
 

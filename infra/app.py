@@ -11,6 +11,7 @@ from aws_cdk import App, AspectPriority, Aspects, cx_api
 from domicile.config.topology import Topology, load_topology
 from domicile.models.placement import check_topology
 from domicile.models.registry import load_manifest
+from infra.aspects.checkov import CheckovSuppressions
 from infra.aspects.nag import apply_nag
 from infra.aspects.region_guard import RegionGuardAspect
 from infra.aspects.residency import ResidencyAspect
@@ -46,6 +47,7 @@ def apply_residency(app: App, topology: Topology) -> None:
     """Deploy-time guard (mutating: adds deny statements) then the synth-time check (read-only)."""
     Aspects.of(app).add(RegionGuardAspect(topology), priority=AspectPriority.MUTATING)
     Aspects.of(app).add(ResidencyAspect(topology), priority=AspectPriority.READONLY)
+    Aspects.of(app).add(CheckovSuppressions(), priority=AspectPriority.MUTATING)
 
 
 def synth_errors(assembly: cx_api.CloudAssembly) -> list[str]:

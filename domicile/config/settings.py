@@ -65,7 +65,10 @@ class AnsweringSettings(InferenceSettings):
 
 
 class SqsBatchSettings(AnsweringSettings):
-    """SQS batches of escalations."""
+    """SQS batches of escalations and, where split fleets live, of split cases (queued cloud path)."""
+
+    split_model: str | None = None  # set where split fleets live: the tail finishes their queued cases
+    split_cut: str | None = None
 
 
 class EscalateSettings(AnsweringSettings):

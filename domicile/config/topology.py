@@ -46,6 +46,13 @@ class EdgeComponentKind(StrEnum):
     GENERIC = "generic"  # a process publishing over IPC (awsiotsdk); AWS's recommended path, and nucleus lite's only
 
 
+class CloudPath(StrEnum):
+    """How a fleet's escalations and split cases reach the cloud (docs/topology.md, "Cloud path")."""
+
+    QUEUED = "queued"  # the IoT rule sends to the region's request queue; one function run answers a batch
+    DIRECT = "direct"  # the IoT rule invokes a function per case (lower latency, one invocation per case)
+
+
 class ModelRole(StrEnum):
     EDGE = "edge"
     CLOUD = "cloud"
@@ -98,15 +105,33 @@ class Fleet(_Strict):
     devices: int = Field(ge=1, le=10_000)
     mode: FleetMode
     component: EdgeComponentKind = EdgeComponentKind.LAMBDA
+    cloud_path: CloudPath = CloudPath.QUEUED
     # The models this fleet uses; default: the topology's only model of that role.
     edge_model: str | None = None
     cloud_model: str | None = None
+
+
+class Concurrency(_Strict):
+    """Reserved concurrent executions of each function, in every region (docs/topology.md, "Concurrency").
+
+    A cap on what a function can cost: a Function URL with none is an open bill. The SQS-fed functions'
+    event sources take the same number as their maximum concurrency (at least 2, SQS's minimum), so a full
+    queue waits instead of throttling into its DLQ.
+    """
+
+    http: int = Field(default=10, ge=1)
+    batch: int = Field(default=5, ge=2)  # queued escalations and split cases, and SQS batch inference
+    s3: int = Field(default=2, ge=1)
+    escalate: int = Field(default=10, ge=1)  # the direct cloud path
+    split_tail: int = Field(default=10, ge=1)
+    aggregate: int = Field(default=5, ge=2)
 
 
 class Topology(_Strict):
     jurisdictions: dict[Name, Jurisdiction]
     models: dict[Name, ModelPlacement]
     fleets: dict[Name, Fleet]
+    concurrency: Concurrency = Concurrency()
 
     def regions_of(self, jurisdiction: str) -> tuple[str, ...]:
         return self.jurisdictions[jurisdiction].regions
@@ -141,6 +166,15 @@ class Topology(_Strict):
     def cloud_model_of(self, fleet: Fleet) -> str:
         """The cloud model that answers a fleet's escalations."""
         return fleet.cloud_model or self.model_for(ModelRole.CLOUD).name
+
+    def cloud_paths_in(self, region: str, kind: str) -> dict[CloudPath, list[str]]:
+        """The fleets at home in `region` whose `kind` ("escalate" or "split") envelopes take each path."""
+        sends = (FleetMode.SPLIT,) if kind == "split" else (FleetMode.HYBRID, FleetMode.CLOUD_ONLY)
+        paths: dict[CloudPath, list[str]] = {}
+        for fleet in self.fleets_in(region):
+            if fleet.mode in sends:
+                paths.setdefault(fleet.cloud_path, []).append(fleet.name)
+        return paths
 
     def cloud_models_in(self, region: str) -> dict[str, str]:
         """Fleet name -> its cloud model, for the fleets at home in `region`."""

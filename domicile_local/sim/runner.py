@@ -19,7 +19,7 @@ from typing import Any
 from domicile.aws.stores import AGGREGATE_HANDLER
 from domicile.config.topology import FleetMode, Topology
 from domicile.errors import ConfigError
-from domicile.wire.topics import topic_filter
+from domicile.wire.topics import ROOT, topic_filter
 from domicile_local.greengrass import GreengrassCloud
 from domicile_local.sim.assembly import (
     Function,
@@ -284,7 +284,8 @@ class Simulation:
                 continue
             stack = next(s for s in self.stacks if s.region == fleet.home_region)
             split_topic = topic_filter(fleet.jurisdiction, "split")
-            if not any(rule.query.topic_filter == split_topic for rule in rules_of(stack)):
+            own = f"{ROOT}/{fleet.jurisdiction}/{fleet.name}/+/split"  # a fleet's own rule (fleets on both paths)
+            if not any(rule.query.topic_filter in (split_topic, own) for rule in rules_of(stack)):
                 raise ConfigError(
                     f"fleets.{fleet.name}.mode: the synthesized {stack.name} has no rule for {split_topic}; "
                     "set mode = 'split' in the topology and synthesize again"

@@ -25,6 +25,10 @@ from typing import Any
 from domicile_local.sim.assembly import Function
 
 CRASH_EXIT_CODE = 70
+# What a worker keeps of this machine's environment: the interpreter's, the locale, temp dirs, TLS roots
+# and the pinned numeric kernels (the rest is the function's environment, as in Lambda).
+INHERITED = ("PATH", "HOME", "LANG", "LC_", "TMP", "TEMP", "PYTHON", "VIRTUAL_ENV", "SSL_CERT", "REQUESTS_CA",
+             "LD_LIBRARY_PATH", "OPENBLAS_", "NPY_", "OMP_", "COV_CORE", "COVERAGE")  # fmt: skip
 MIN_CRASH_BATCH = 2  # --fault aggregate-crash: a batch of this many records or more dies once it has counted
 
 
@@ -92,6 +96,10 @@ def _worker_main(
     function: Function, env: dict[str, str], conn: Connection, log_path: str, faults: WorkerFaults
 ) -> None:
     handler, asset_dir, timeout_s = function.handler, str(function.asset_dir), function.timeout_s
+    # Lambda gives a function its own variables and the runtime's, nothing of the machine that deployed it: a
+    # variable of this process (a test's SPLIT_MODEL, a shell's AWS_PROFILE) must not reach the handler.
+    for key in [k for k in os.environ if not k.startswith(INHERITED)]:
+        del os.environ[key]
     os.environ.update(env)
     log = open(log_path, "a", buffering=1)  # noqa: SIM115  (lives as long as the worker)
     sys.stdout = sys.stderr = log

@@ -1,7 +1,10 @@
-"""SQS batches of escalation envelopes: bad records fail alone, good ones share one vectorized run.
+"""SQS batches of escalation and split envelopes: bad records fail alone, good ones share vectorized runs.
 
-Answers go to the results queue as result envelopes; a record whose answer SQS refused is
-reported as failed too, so SQS redelivers it (the answer's id is stable, so no double count).
+The request queue is the queued cloud path (a fleet's `cloud_path = "queued"`): the IoT rule sends each
+escalation and split case there, and one invocation answers up to its batch size, one ORT run per
+cloud model and one for the split tail. Answers go to the results queue as result envelopes; a record
+whose answer SQS refused is reported as failed too, so SQS redelivers it (the answer's id is stable,
+so no double count).
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ from domicile.cloud.answers import answer_escalations, escalation_case
 from domicile.config.settings import SqsBatchSettings, load_settings
 from domicile.errors import InputError
 from domicile.residency.policy import ResidencyPolicy
-from domicile.wire.envelope import EscalateEnvelope, parse_envelope
+from domicile.split.runtime import SplitTail
+from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, SplitEnvelope, parse_envelope
 from functions.inference.shared import logger, metrics, set_dimensions, tracer, warm_runtime
 from functions.residency_gate import hold_if_foreign
 
 settings = load_settings(SqsBatchSettings)
 set_dimensions(settings)
 runtime = warm_runtime(settings)
+tail = (
+    SplitTail(settings.model_dir, settings.split_model, settings.split_cut, settings.intra_op_threads)
+    if settings.split_model and settings.split_cut
+    else None
+)  # where split fleets live: their queued cases are finished here
 tracer.patch(["botocore"])
 sqs = boto3.client("sqs", region_name=settings.aws_region)
 s3 = boto3.client("s3", region_name=settings.aws_region)
@@ -41,7 +50,7 @@ sink = SqsEnvelopeSink(sqs, settings.results_queue_url)
 
 
 class _Group:
-    """The good records of one invocation for one cloud model, collected for one vectorized run."""
+    """The good escalations of one invocation for one cloud model, collected for one vectorized run."""
 
     def __init__(self) -> None:
         self.record_ids: list[str] = []
@@ -50,24 +59,35 @@ class _Group:
 
 
 class _Batch:
-    """One invocation's good records, by the cloud model their fleet's escalations go to."""
+    """One invocation's good records: escalations by the cloud model of their fleet, and split cases."""
 
     def __init__(self) -> None:
         self.groups: dict[str, _Group] = {}
+        self.split_ids: list[str] = []
+        self.splits: list[SplitEnvelope] = []
 
 
 def collect(batch: _Batch, record: SQSRecord) -> None:
     try:
         envelope = parse_envelope(record.body)
-        if not isinstance(envelope, EscalateEnvelope):
-            raise InputError("kind", f"the inference queue takes 'escalate' envelopes, not {envelope.kind!r}")
-        model = runtime.entry(settings.cloud_model_for(envelope.fleet))
-        case = escalation_case(envelope, model)  # shape, dtype and range: a bad record fails alone
+        if isinstance(envelope, EscalateEnvelope):
+            model = runtime.entry(settings.cloud_model_for(envelope.fleet))
+            case = escalation_case(envelope, model)  # shape, dtype and range: a bad record fails alone
+        elif isinstance(envelope, SplitEnvelope):
+            if tail is None:
+                raise InputError("kind", "no split fleet lives in this region: its queue takes 'escalate' envelopes")
+            tail.activation(envelope)  # the head, cut, width and values: a bad record fails alone
+        else:
+            raise InputError("kind", f"the request queue takes 'escalate' and 'split' envelopes, not {envelope.kind!r}")
     except InputError as err:
         _reject(record.message_id, err)
         raise
     if hold_if_foreign(envelope, record.body, f"sqs:{record.event_source_arn}", quarantine, metrics, logger):
         return  # the record succeeds: kept in this region, never processed
+    if isinstance(envelope, SplitEnvelope):
+        batch.split_ids.append(record.message_id)
+        batch.splits.append(envelope)
+        return
     group = batch.groups.setdefault(model.name, _Group())
     group.record_ids.append(record.message_id)
     group.requests.append(envelope)
@@ -77,6 +97,18 @@ def collect(batch: _Batch, record: SQSRecord) -> None:
 def _reject(message_id: str, err: InputError) -> None:
     metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
     logger.warning("failed record", extra={"message_id": message_id, "field": err.field, "reason": err.reason})
+
+
+def _send(record_ids: list[str], answers: list[ResultEnvelope], started: float, metric: str) -> list[str]:
+    """Record the run and send its answers; the records whose answer SQS refused."""
+    metrics.add_metric(
+        name="InferenceLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
+    )
+    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=len(answers))
+    unsent = sink.send(list(zip(record_ids, answers, strict=True)))
+    if unsent:
+        logger.error("results queue refused answers; their records will be retried", extra={"records": unsent})
+    return unsent
 
 
 @logger.inject_lambda_context
@@ -93,14 +125,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for model, group in batch.groups.items():
         started = time.perf_counter()
         answers = answer_escalations(runtime, model, group.requests, np.concatenate(group.cases))
-        metrics.add_metric(
-            name="InferenceLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
-        )
-        metrics.add_metric(name="Inferences", unit=MetricUnit.Count, value=len(answers))
-        unsent = sink.send(list(zip(group.record_ids, answers, strict=True)))
-        if unsent:
-            logger.error("results queue refused answers; their records will be retried", extra={"records": unsent})
-        failed.extend(unsent)
+        failed += _send(group.record_ids, answers, started, "Inferences")
+    if batch.splits and tail is not None:
+        started = time.perf_counter()
+        failed += _send(batch.split_ids, tail.answer(batch.splits), started, "SplitTails")
     if failed:
         failures = list(response.get("batchItemFailures", []))
         failures.extend({"itemIdentifier": record_id} for record_id in failed)

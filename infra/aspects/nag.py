@@ -24,8 +24,8 @@ APP_WIDE = [
     ),
     NagPackSuppression(
         id="NIST.800.53.R5-LambdaConcurrency",
-        reason="Reserved concurrency comes out of the account's regional pool (a new account has 10, and any "
-        "reservation fails the deploy); load is bounded by the SQS batches and IoT Core's rule throughput.",
+        reason="Our functions reserve the concurrency the topology gives them; the two that do not are CDK's "
+        "bucket-notification handler (run by CloudFormation at deploy) and the edge function (run on devices).",
     ),
     NagPackSuppression(
         id="NIST.800.53.R5-LambdaDLQ",

@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from domicile.cloud.aggregation import ARCHIVE_PREFIX
+from domicile.config.topology import Concurrency
 from domicile.models.drift import DRIFT_THRESHOLD
 from domicile.wire.keys import AGGREGATES_KEY, AGGREGATES_TTL
 from infra.bundling import python_function_code
@@ -39,6 +40,7 @@ class AggregationProps:
     allowed_regions: tuple[str, ...]
     fleets: tuple[str, ...] = ()  # fleets homed here: one drift alarm each
     drift_threshold: float = DRIFT_THRESHOLD
+    concurrency: int = Concurrency().aggregate
 
 
 class Aggregation(Construct):
@@ -74,6 +76,8 @@ class Aggregation(Construct):
             handler="functions.aggregate.handler.handler",
             code=python_function_code(RUNTIME, ARCHITECTURE),
             memory_size=512,
+            reserved_concurrent_executions=props.concurrency,
+            environment_encryption=props.key,  # the region's own key, as every store of the region
             timeout=props.timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
@@ -93,6 +97,7 @@ class Aggregation(Construct):
                 batch_size=100,
                 max_batching_window=Duration.seconds(1),
                 report_batch_item_failures=True,
+                max_concurrency=props.concurrency,  # never more batches than the function may run: no throttling
             )
         )
         self.aggregates.grant_read_write_data(self.function)

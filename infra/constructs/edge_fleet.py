@@ -38,6 +38,7 @@ from domicile.errors import ConfigError
 from domicile.models.registry import ModelEntry, load_manifest
 from domicile.split.model import split_entry
 from domicile.wire.topics import ROOT as TOPIC_ROOT
+from infra.aspects.checkov import skip_checkov
 from infra.bundling import EDGE_PACKAGE, PROJECT_ROOT, asset_hash, build_asset, python_function_code
 from infra.constructs.nag import BASIC_EXECUTION
 from infra.constructs.storage import function_log_group
@@ -201,6 +202,11 @@ class EdgeFleets(Construct):
                 memory_size=512,
                 log_group=function_log_group(self, "EdgeFunctionLogs", key=props.key),
             )
+            skip_checkov(
+                self.function.node.default_child, "CKV_AWS_115",  # type: ignore[arg-type]
+                "The edge function is the source of a Greengrass component: it runs on the devices, never in "
+                "Lambda, so no cloud concurrency is ever drawn from it.",
+            )  # fmt: skip
             self.version = self.function.current_version
         # --- generic components: the same package as a ZIP artifact, run by the nucleus as a process
         self.code_artifact = self._code_artifact() if EdgeComponentKind.GENERIC in kinds else None

@@ -20,6 +20,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from domicile.config.topology import Concurrency
 from infra.bundling import python_function_code
 from infra.constructs.canary import CanaryRelease
 from infra.constructs.nag import suppress_lambda_defaults
@@ -47,6 +48,7 @@ class InferenceFunctionProps:
     split_model: str | None = None  # set where split fleets live: the split model's registry name
     split_cut: str | None = None  # and the tensor its tail starts at
     model_versions: str = ""  # the registry's deployed versions: a promotion makes new function versions
+    concurrency: Concurrency = field(default_factory=Concurrency)
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     memory_mb: int = 1024
 
@@ -72,7 +74,7 @@ class InferenceFunction(Construct):
         }
 
         def function(
-            name: str, handler: str, description: str, extra: dict[str, str] | None = None
+            name: str, handler: str, description: str, reserved: int, extra: dict[str, str] | None = None
         ) -> lambda_.Function:
             log_group = function_log_group(self, f"{name}Logs", key=props.key, retention=props.log_retention)
             return lambda_.Function(
@@ -84,15 +86,28 @@ class InferenceFunction(Construct):
                 handler=handler,
                 code=code,
                 memory_size=props.memory_mb,
+                reserved_concurrent_executions=reserved,
+                environment_encryption=props.key,  # the region's own key, as every store of the region
                 timeout=FUNCTION_TIMEOUT,
                 environment={**environment, **(extra or {})},
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
             )
 
-        self.http = function("Http", "functions.inference.http_api.handler", "OIP v2 inference over HTTP")
-        self.sqs = function("Sqs", "functions.inference.sqs_batch.handler", "Batch inference of escalations")
-        self.s3 = function("S3", "functions.inference.s3_batch.handler", "JSON-lines batch inference from S3")
+        limits = props.concurrency
+        self.http = function("Http", "functions.inference.http_api.handler", "OIP v2 inference over HTTP", limits.http)
+        split_env = {"SPLIT_MODEL": props.split_model, "SPLIT_CUT": props.split_cut} if (
+            props.split_model and props.split_cut) else {}  # fmt: skip
+        self.sqs = function(
+            "Sqs",
+            "functions.inference.sqs_batch.handler",
+            "Batch inference of queued escalations and split cases",
+            limits.batch,
+            split_env,
+        )
+        self.s3 = function(
+            "S3", "functions.inference.s3_batch.handler", "JSON-lines batch inference from S3", limits.s3
+        )
         self.releases: dict[str, CanaryRelease] = {}
 
         self.url = self.live(self.http).add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
@@ -100,9 +115,10 @@ class InferenceFunction(Construct):
         self.live(self.sqs).add_event_source(
             sources.SqsEventSource(
                 props.request_queue,
-                batch_size=10,
+                batch_size=100,  # up to 100 cases a run: one ORT call, ten SendMessageBatch calls
                 max_batching_window=Duration.seconds(1),
                 report_batch_item_failures=True,
+                max_concurrency=limits.batch,  # never more batches than the function may run: no throttling
             )
         )
         props.results_queue.grant_send_messages(self.sqs)
@@ -119,13 +135,15 @@ class InferenceFunction(Construct):
         props.bucket.grant_read(self.s3, f"{INPUT_PREFIX}*")
         props.bucket.grant_put(self.s3, f"{OUTPUT_PREFIX}*")
 
-        self.escalate = function("Escalate", "functions.inference.iot_escalate.handler", "Answers IoT escalations")
+        self.escalate = function(
+            "Escalate", "functions.inference.iot_escalate.handler", "Answers IoT escalations", limits.escalate
+        )
         self.split_tail: lambda_.Function | None = None
         rule_functions = [self.escalate]
         if props.split_model and props.split_cut:
             self.split_tail = function(
                 "SplitTail", "functions.inference.split_tail.handler", "Finishes split cases (the deep model's tail)",
-                {"SPLIT_MODEL": props.split_model, "SPLIT_CUT": props.split_cut},
+                limits.split_tail, split_env,
             )  # fmt: skip
             rule_functions.append(self.split_tail)
         for fn in rule_functions:

@@ -1,14 +1,18 @@
 """IoT Core topic rules of one jurisdiction in its home region, with an in-region error DLQ.
 
 - `domicile/<jur>/+/+/result`   -> the results queue (aggregation);
-- `domicile/<jur>/+/+/escalate` -> the escalation function (cloud model);
-- `domicile/<jur>/+/+/split`    -> the split-tail function (where split fleets live).
-A rule whose action fails sends the message, with the error, to the routing DLQ.
+- `domicile/<jur>/+/+/escalate` -> by each fleet's `cloud_path`: the request queue (queued: the batch
+  function answers up to its batch size in one run) or the escalation function (direct: one per case);
+- `domicile/<jur>/+/+/split`    -> the same, with the split-tail function as the direct path (where
+  split fleets live).
+When the fleets of a kind take different paths, each fleet gets its own rule on its own topics
+(`domicile/<jur>/<fleet>/+/<kind>`). A rule whose action fails sends the message, with the error, to
+the routing DLQ.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -18,7 +22,8 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from domicile.wire.topics import topic_filter
+from domicile.config.topology import CloudPath
+from domicile.wire.topics import ROOT, topic_filter
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,10 @@ class RoutingProps:
     results_queue: sqs.IQueue
     escalate_function: lambda_.IFunction
     error_queue: sqs.IQueue
+    request_queue: sqs.IQueue
     split_function: lambda_.IFunction | None = None
+    # kind ("escalate", "split") -> path -> the fleets homed here that take it
+    paths: dict[str, dict[CloudPath, list[str]]] = field(default_factory=dict)
 
 
 class Routing(Construct):
@@ -35,6 +43,7 @@ class Routing(Construct):
         super().__init__(scope, construct_id)
         role = iam.Role(self, "RuleRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"))
         props.results_queue.grant_send_messages(role)
+        props.request_queue.grant_send_messages(role)
         props.error_queue.grant_send_messages(role)
         error_action = iot.CfnTopicRule.ActionProperty(
             sqs=iot.CfnTopicRule.SqsActionProperty(queue_url=props.error_queue.queue_url, role_arn=role.role_arn)
@@ -53,16 +62,20 @@ class Routing(Construct):
         )
         prefix = f"domicile_{props.jurisdiction}".replace("-", "_")
 
-        def rule(kind: str, action: iot.CfnTopicRule.ActionProperty) -> iot.CfnTopicRule:
+        def rule(kind: str, action: iot.CfnTopicRule.ActionProperty, fleet: str | None = None) -> iot.CfnTopicRule:
+            own = f"{ROOT}/{props.jurisdiction}/{fleet}/+/{kind}"  # one fleet's topics
+            topics = own if fleet else topic_filter(props.jurisdiction, kind)
+            suffix = f"_{fleet.replace('-', '_')}" if fleet else ""
             return iot.CfnTopicRule(
                 self,
-                f"{kind.capitalize()}Rule",
-                rule_name=f"{prefix}_{kind}",
+                f"{kind.capitalize()}Rule{''.join(p.capitalize() for p in fleet.split('-')) if fleet else ''}",
+                rule_name=f"{prefix}_{kind}{suffix}",
                 topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
-                    sql=f"SELECT * FROM '{topic_filter(props.jurisdiction, kind)}'",
+                    sql=f"SELECT * FROM '{topics}'",
                     aws_iot_sql_version="2016-03-23",
                     rule_disabled=False,
-                    description=f"{kind} envelopes of jurisdiction {props.jurisdiction}",
+                    description=f"{kind} envelopes of {f'fleet {fleet}' if fleet else 'jurisdiction'} "
+                    f"{'' if fleet else props.jurisdiction}".strip(),
                     actions=[action],
                     error_action=error_action,
                 ),
@@ -74,20 +87,32 @@ class Routing(Construct):
                 sqs=iot.CfnTopicRule.SqsActionProperty(queue_url=props.results_queue.queue_url, role_arn=role.role_arn)
             ),
         )
+        queued = iot.CfnTopicRule.ActionProperty(
+            sqs=iot.CfnTopicRule.SqsActionProperty(queue_url=props.request_queue.queue_url, role_arn=role.role_arn)
+        )
 
-        def invoke(kind: str, function: lambda_.IFunction) -> iot.CfnTopicRule:
+        def direct(kind: str, function: lambda_.IFunction, fleet: str | None) -> iot.CfnTopicRule:
             topic_rule = rule(
                 kind, iot.CfnTopicRule.ActionProperty(
                     lambda_=iot.CfnTopicRule.LambdaActionProperty(function_arn=function.function_arn)
-                ),
+                ), fleet,
             )  # fmt: skip
             function.add_permission(
-                f"InvokedBy{kind.capitalize()}Rule",
+                f"InvokedBy{topic_rule.node.id}",
                 principal=iam.ServicePrincipal("iot.amazonaws.com"),
                 source_arn=topic_rule.attr_arn,
                 source_account=Stack.of(self).account,
             )
             return topic_rule
 
-        self.escalate_rule = invoke("escalate", props.escalate_function)
-        self.split_rule = invoke("split", props.split_function) if props.split_function else None
+        def route(kind: str, function: lambda_.IFunction, paths: dict[CloudPath, list[str]]) -> list[iot.CfnTopicRule]:
+            if len(paths) <= 1:  # one path for every fleet: one rule for the jurisdiction's topics
+                path = next(iter(paths), CloudPath.QUEUED)
+                return [direct(kind, function, None) if path is CloudPath.DIRECT else rule(kind, queued)]
+            return [direct(kind, function, fleet) if path is CloudPath.DIRECT else rule(kind, queued, fleet)
+                    for path, fleets in sorted(paths.items()) for fleet in fleets]  # fmt: skip
+
+        self.escalate_rules = route("escalate", props.escalate_function, props.paths.get("escalate", {}))
+        self.split_rules = (
+            route("split", props.split_function, props.paths.get("split", {})) if props.split_function else []
+        )

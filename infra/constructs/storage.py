@@ -12,6 +12,8 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from infra.aspects.checkov import skip_checkov
+
 
 class RegionalKey(Construct):
     """The customer-managed key of one region's data (rotated yearly)."""
@@ -91,6 +93,11 @@ class DataBucket(Construct):
                 s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
             ],
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        skip_checkov(
+            self.access_logs.node.default_child,  # type: ignore[arg-type]
+            "CKV_AWS_18",
+            "This is the access-log bucket; logging it to itself loops.",
         )
         NagSuppressions.add_resource_suppressions(
             self.access_logs,

@@ -67,6 +67,7 @@ class RegionalStack(Stack):
                 split_model=split_model.name if split_model and has_split_fleets else None,
                 split_cut=split_model.cut if split_model and has_split_fleets else None,
                 model_versions=",".join(model_key(e.name, e.version) for e in manifest.models.values()),
+                concurrency=topology.concurrency,
             ),
         )
         self.aggregation = Aggregation(
@@ -80,6 +81,7 @@ class RegionalStack(Stack):
                 timeout=FUNCTION_TIMEOUT,
                 allowed_regions=topology.regions_of(self.jurisdiction),
                 fleets=tuple(f.name for f in topology.fleets_in(region)),
+                concurrency=topology.concurrency.aggregate,
             ),
         )
         self.routing = Routing(
@@ -90,7 +92,9 @@ class RegionalStack(Stack):
                 results_queue=self.results.queue,
                 escalate_function=self.inference.escalate_live,
                 error_queue=self.routing_dlq,
+                request_queue=self.requests.queue,
                 split_function=self.inference.split_tail_live,
+                paths={kind: topology.cloud_paths_in(region, kind) for kind in ("escalate", "split")},
             ),
         )
         self.edge = EdgeFleets(

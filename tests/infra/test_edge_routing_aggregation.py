@@ -212,7 +212,11 @@ def test_topic_rules_route_by_kind_with_error_actions(template, region):
     result, escalate = rules[f"domicile_{jurisdiction}_result"], rules[f"domicile_{jurisdiction}_escalate"]
     assert result["Sql"] == f"SELECT * FROM 'domicile/{jurisdiction}/+/+/result'"
     assert escalate["Sql"] == f"SELECT * FROM 'domicile/{jurisdiction}/+/+/escalate'"
-    assert "Sqs" in result["Actions"][0] and "Lambda" in escalate["Actions"][0]
+    # Escalations take the queued path (the default): the request queue, answered a batch at a time.
+    (requests_queue,) = [lid for lid in template.find_resources("AWS::SQS::Queue") if lid.startswith("Requests")
+                         and "Dlq" not in lid]  # fmt: skip
+    assert "Sqs" in result["Actions"][0]
+    assert escalate["Actions"][0]["Sqs"]["QueueUrl"] == {"Ref": requests_queue}
     for payload in (result, escalate):
         assert "Sqs" in payload["ErrorAction"]
         assert payload["ErrorAction"]["Sqs"]["QueueUrl"] != result["Actions"][0]["Sqs"]["QueueUrl"]
@@ -230,10 +234,11 @@ def test_topic_rules_route_by_kind_with_error_actions(template, region):
         assert tail["Environment"]["Variables"]["SPLIT_CUT"] == SPLIT.cut
     invoked = [p["Properties"]["FunctionName"] for p in by_type(template, "AWS::Lambda::Permission")
                if p["Properties"]["Principal"] == "iot.amazonaws.com"]  # fmt: skip
-    assert len(invoked) == 1 + (split is not None)
-    template.has_resource_properties(
-        "AWS::Lambda::Permission", {"Principal": "iot.amazonaws.com", "SourceArn": Match.any_value()}
-    )
+    assert len(invoked) == (split is not None)  # only the split fleet's direct path invokes a function
+    if split is not None:
+        template.has_resource_properties(
+            "AWS::Lambda::Permission", {"Principal": "iot.amazonaws.com", "SourceArn": Match.any_value()}
+        )
     template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",
         {"MaximumRetryAttempts": 2, "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}}},
@@ -242,7 +247,7 @@ def test_topic_rules_route_by_kind_with_error_actions(template, region):
 
 def test_aggregation_tables_and_event_source(template):
     tables = by_type(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 2
+    assert len(tables) == 1  # counts, drift histograms and the counted markers share one table
     for table in tables:
         props = table["Properties"]
         assert props["SSESpecification"]["SSEEnabled"] is True and "KMSMasterKeyId" in props["SSESpecification"]
@@ -322,3 +327,23 @@ def test_every_inference_function_rolls_out_as_a_canary_with_alarms_and_automati
     deployed = ",".join(f"{e.name}@{e.version}" for e in load_manifest(MODELS).models.values())
     for lid in inference:
         assert functions[lid]["Properties"]["Environment"]["Variables"]["MODEL_VERSIONS"] == deployed
+
+
+def test_fleets_of_one_region_on_both_cloud_paths_get_a_rule_each_on_their_own_topics(tmp_path):
+    from domicile.config.topology import CloudPath
+    from infra.app import build_app
+
+    fleets = {**TOPOLOGY.fleets}
+    fleets["munich-line"] = fleets["munich-line"].model_copy(update={"cloud_path": CloudPath.DIRECT})
+    fleets["berlin-depot"] = fleets["berlin-depot"].model_copy(update={"mode": FleetMode.HYBRID})  # queued
+    topology = TOPOLOGY.model_copy(update={"fleets": fleets})
+    app = build_app(topology, outdir=str(tmp_path))
+    stack = app.node.find_child(regional_stack_name("eu-central-1"))
+    assert isinstance(stack, Stack)
+    rules = {r["Properties"]["RuleName"]: r["Properties"]["TopicRulePayload"]
+             for r in Template.from_stack(stack).find_resources("AWS::IoT::TopicRule").values()}  # fmt: skip
+    direct, queued = rules["domicile_eu_escalate_munich_line"], rules["domicile_eu_escalate_berlin_depot"]
+    assert direct["Sql"] == "SELECT * FROM 'domicile/eu/munich-line/+/escalate'" and "Lambda" in direct["Actions"][0]
+    assert queued["Sql"] == "SELECT * FROM 'domicile/eu/berlin-depot/+/escalate'" and "Sqs" in queued["Actions"][0]
+    assert "domicile_eu_escalate" not in rules  # no jurisdiction-wide rule beside the fleets' own
+    assert all("Sqs" in p["ErrorAction"] for p in rules.values())

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk import App, Stack
@@ -13,6 +14,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 from domicile.config.topology import FleetMode, load_topology
 from infra.app import regional_stack_name
 from infra.aspects.nag import PACKS, apply_nag
+from tests.conftest import ROOT
 
 TOPOLOGY = load_topology()
 REGIONS = TOPOLOGY.home_regions()
@@ -81,8 +83,8 @@ def test_queues_are_encrypted_with_dlqs(template):
     template.resource_count_is("AWS::SQS::QueuePolicy", 6)  # TLS-only policies
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
-        {"FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 10},
-    )
+        {"FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 100, "MaximumBatchingWindowInSeconds": 1},
+    )  # both queues: up to 100 a run (a batch over 10 needs a batching window)
 
 
 def test_data_bucket_is_private_encrypted_tls_only(template):
@@ -176,6 +178,38 @@ def test_cfn_lint_finds_no_errors(synthesized, generic_cloud, variant):
     )
     # cfn-lint's exit code is a bit mask: 2 = errors, 4 = warnings, 8 = informational.
     assert result.returncode & 2 == 0, result.stdout
+
+
+CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"  # `make setup`'s own venv for it (see the Makefile)
+
+
+@pytest.mark.parametrize("variant", ["default", "generic components"])
+def test_checkov_finds_no_failed_check_and_every_skip_says_why(synthesized, generic_cloud, variant):
+    outdir = _cdk_outs(synthesized, generic_cloud)[variant]
+    assert CHECKOV.exists(), f"{CHECKOV} is missing: `make test` installs it"
+    result = subprocess.run(
+        [str(CHECKOV), "--directory", str(outdir), "--framework", "cloudformation", "--output", "json",
+         "--skip-download"], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [f"{c['check_id']} {c['resource']}" for r in reports for c in r["results"].get("failed_checks", [])]
+    assert result.returncode == 0 and not failed, failed or result.stderr[-2000:]
+    skipped = [c for r in reports for c in r["results"].get("skipped_checks", [])]
+    assert skipped and all(len(c["check_result"].get("suppress_comment", "")) > 20 for c in skipped)
+    # the findings this release fixed stay fixed: reserved concurrency and the environment under the region's key
+    assert not {c["check_id"] for c in skipped} & {"CKV_AWS_173"}
+    assert {c["resource"].split(".")[1] for c in skipped if c["check_id"] == "CKV_AWS_115"} <= {
+        r for r in _function_ids(outdir) if r.startswith(("BucketNotificationsHandler", "EdgeEdgeFunction"))
+    }
+
+
+def _function_ids(outdir: Any) -> set[str]:
+    ids: set[str] = set()
+    for template in Path(outdir).glob("*.template.json"):
+        resources = json.loads(template.read_text())["Resources"]
+        ids |= {lid for lid, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    return ids
 
 
 def test_asset_fits_lambda_and_holds_code_models_and_arm_wheels(synthesized):

@@ -148,3 +148,27 @@ def test_a_batch_mixing_fleets_is_answered_by_each_fleets_cloud_model(
     assert answers["case-0"]["model"]["name"] == "windows-cloud"
     assert answers["case-0"]["payload"]["labels"][0] in ("idle", "walk", "run", "jump")
     assert answers["case-1"]["model"]["name"] == "digits-cloud"
+
+
+def test_queued_split_cases_are_finished_by_the_tail_beside_escalations_and_a_bad_one_fails_alone(
+    results_queue, lambda_context
+):
+    """The queued cloud path: the `split` rule sends to the request queue, and one run answers both kinds."""
+    from functions.inference import split_tail
+
+    sqs_batch = _handler()
+    split = load_event("iot-split.json")
+    foreign_head = copy.deepcopy(split)
+    foreign_head["message_id"] = str(uuid.uuid4())
+    foreign_head["model"]["sha256"] = "f" * 64  # made by another head than this tail finishes
+    template = load_event("sqs-escalations.json")["Records"][0]
+    bodies = [json.loads(template["body"]), split, foreign_head]
+    records = [{**template, "messageId": f"m-{i}", "body": json.dumps(b)} for i, b in enumerate(bodies)]
+    response = sqs_batch.handler({"Records": records}, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    answers = {a["payload"]["source"]: a for a in drain(results_queue)}
+    assert set(answers) == {"cloud", "split"}
+    direct = split_tail.handler(split, lambda_context)  # the direct path's answer to the same case
+    assert answers["split"]["message_id"] == direct["result"]
+    assert answers["split"]["payload"]["labels"] == [direct["label"]]
+    assert answers["split"]["model"]["name"] == "digits-deep"
