@@ -159,6 +159,16 @@ FAULTS = {  # --fault NAME[=N] -> the Faults field it sets, and its value withou
 }
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1, got {text}")
+    return number
+
+
 def _positive_seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -223,7 +233,7 @@ def _simulate(args: argparse.Namespace) -> int:
         progress=not args.no_progress, faults=_faults(args.fault),
         cdk_out=Path(args.cdk_out) if args.cdk_out else None,
         data={fleet: Path(path) for fleet, path in _key_values(args.data, "--data").items()},
-        visibility_timeout_s=args.visibility_timeout,
+        visibility_timeout_s=args.visibility_timeout, environments=args.environments,
     )  # fmt: skip
     report = simulate(topology, options)
     errors = [error for fleet in report.fleets for error in fleet.device_errors]
@@ -408,6 +418,11 @@ def _add_simulate(commands: Any) -> None:
     sim.add_argument("--topology", help="topology file (default: domicile.toml)")
     sim.add_argument("--cdk-out", help="run this synthesized app instead of synthesizing the project's (cdk.json)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
+    sim.add_argument(
+        "--environments", type=_at_least_one, default=1, metavar="N",
+        help="execution environments per function, started as concurrent invocations need them, up to the "
+             "template's reserved concurrency (default 1: on a small machine more only queue for the CPU)",
+    )  # fmt: skip
     sim.add_argument(
         "--visibility-timeout", type=_positive_seconds, metavar="SECONDS",
         help="shorten every queue's visibility timeout to this, and each function's timeout to a sixth of it, so "

@@ -32,6 +32,7 @@ class Function:
     environment: dict[str, str]
     name: str
     timeout_s: float = LAMBDA_DEFAULT_TIMEOUT_S  # the template's Timeout (or the run's shortened one)
+    reserved_concurrency: int | None = None  # the template's ReservedConcurrentExecutions
 
     @property
     def key(self) -> str:
@@ -195,6 +196,9 @@ def functions_of(stack: StackView, cdk_out: Path) -> dict[str, Function]:
                                                      or {}).items()}  # fmt: skip
         if env.get("MODEL_DIR", "").startswith("/var/task/"):
             env["MODEL_DIR"] = str(asset_dir / env["MODEL_DIR"].removeprefix("/var/task/"))
-        timeout = float(resource["Properties"].get("Timeout", LAMBDA_DEFAULT_TIMEOUT_S))
-        out[lid] = Function(stack.name, stack.region, lid, handler, asset_dir, env, stack.physical[lid]["Ref"], timeout)
+        props = resource["Properties"]
+        timeout = float(props.get("Timeout", LAMBDA_DEFAULT_TIMEOUT_S))
+        reserved = props.get("ReservedConcurrentExecutions")
+        out[lid] = Function(stack.name, stack.region, lid, handler, asset_dir, env, stack.physical[lid]["Ref"],
+                            timeout, None if reserved is None else int(reserved))  # fmt: skip
     return out

@@ -1,7 +1,9 @@
 """Lambda's SQS event source, run locally: poll the queue, invoke with a batch, delete what succeeded.
 
 As Lambda's poller does for an `AWS::Lambda::EventSourceMapping`: up to `BatchSize` messages per
-invocation, the records in the shape Lambda delivers, and with `ReportBatchItemFailures` only the
+invocation, gathered for up to `MaximumBatchingWindowInSeconds` (0 by default: whatever is there;
+Lambda's "Lambda parameters for Amazon SQS event source mappings" page), the records in the shape Lambda
+delivers, and with `ReportBatchItemFailures` only the
 records the function did not name as failed are deleted; the others come back after the queue's
 visibility timeout (and reach the DLQ after `maxReceiveCount`).
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 from domicile_local.sim.assembly import ACCOUNT
 from domicile_local.sim.faults import FaultInjector
-from domicile_local.sim.workers import LambdaWorker
+from domicile_local.sim.workers import LambdaFunction
 
 SQS_MAX_RECEIVE = 10  # ReceiveMessage's MaxNumberOfMessages limit
 IDLE_POLL_S = 0.05  # an empty queue is asked again after this long
@@ -75,26 +77,32 @@ class SqsPoller:
     """One event source mapping: its queue, batch size and function."""
 
     def __init__(
-        self, sqs: Any, source: SourceQueue, batch_size: int, worker: LambdaWorker, *, delivery: Delivery,
-        on_delivered: Callable[[str], None] | None = None,
+        self, sqs: Any, source: SourceQueue, batch_size: int, worker: LambdaFunction, *, delivery: Delivery,
+        on_delivered: Callable[[str], None] | None = None, window_s: float = 0.0,
     ) -> None:  # fmt: skip
         self.sqs, self.url, self.queue_arn, self.region = sqs, source.url, source.arn, source.region
-        self.batch_size, self.worker, self.on_delivered = batch_size, worker, on_delivered
+        self.batch_size, self.worker, self.on_delivered, self.window_s = batch_size, worker, on_delivered, window_s
         self.injector, self.inflight = delivery.injector, delivery.inflight
         # What Lambda's poller calls on the function's behalf (billed to the queue, not made by our code).
         self.calls: Counter[str] = Counter()
 
     def _receive(self) -> list[dict[str, Any]]:
+        """A batch: up to the batch size, gathered for up to the batching window once a first message came."""
         messages: list[dict[str, Any]] = []
+        closes = None  # when the window that the first message opened closes
         while len(messages) < self.batch_size:
             self.calls["sqs.ReceiveMessage"] += 1
             got = self.sqs.receive_message(
                 QueueUrl=self.url, MaxNumberOfMessages=min(SQS_MAX_RECEIVE, self.batch_size - len(messages)),
                 AttributeNames=["All"], MessageAttributeNames=["All"],
             ).get("Messages", [])  # fmt: skip
-            if not got:
-                break
             messages += got
+            if messages and closes is None:
+                closes = time.monotonic() + self.window_s
+            if not messages or closes is None or time.monotonic() >= closes:
+                break
+            if not got:
+                time.sleep(min(IDLE_POLL_S, max(0.0, closes - time.monotonic())))  # the window is still open
         return messages
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:

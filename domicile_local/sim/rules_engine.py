@@ -18,7 +18,7 @@ from typing import Any
 from domicile_local.sim.assembly import ACCOUNT, StackView, function_arn
 from domicile_local.sim.event_sources import Delivery, queue_url
 from domicile_local.sim.rules import LocalRule, run_rule
-from domicile_local.sim.workers import LambdaWorker
+from domicile_local.sim.workers import LambdaFunction
 
 DISPATCHERS = 2  # threads running rule actions per region
 SUBSCRIBE_TIMEOUT_S = 10
@@ -28,7 +28,7 @@ RuleWork = queue.Queue[tuple[LocalRule, str, bytes]]  # (rule, topic, payload) m
 class RulesEngine:
     def __init__(
         self, stack: StackView, rules: list[LocalRule], *, broker_url: str, aws_url: str, sqs: Any,
-        workers: dict[str, LambdaWorker], delivery: Delivery,
+        workers: dict[str, LambdaFunction], delivery: Delivery,
     ) -> None:  # fmt: skip
         self.stack, self.rules, self.broker_url, self.aws_url, self.sqs = stack, rules, broker_url, aws_url, sqs
         self.workers, self.injector, self.inflight = workers, delivery.injector, delivery.inflight
@@ -88,7 +88,7 @@ class RulesEngine:
             configs[f"arn:aws:lambda:{self.stack.region}:{ACCOUNT}:function:{props['FunctionName']}"] = props
         return configs
 
-    def _async_invoke(self, worker: LambdaWorker, event: Any, config: dict[str, Any] | None) -> None:
+    def _async_invoke(self, worker: LambdaFunction, event: Any, config: dict[str, Any] | None) -> None:
         """Lambda's async invoke: retries, then the on-failure destination with the failure record."""
         self.inflight.add(+1)
         try:

@@ -35,7 +35,7 @@ from domicile_local.sim.faults import CpuStarve, FaultInjector, Faults
 from domicile_local.sim.rules import LocalRule, rules_of
 from domicile_local.sim.rules_engine import RulesEngine
 from domicile_local.sim.services import Services, start_amqtt, start_moto
-from domicile_local.sim.workers import LambdaWorker, WorkerFaults
+from domicile_local.sim.workers import LambdaFunction, WorkerFaults
 
 QUIET_S = 1.5  # drained: nothing in flight and every source queue empty for this long
 
@@ -60,6 +60,10 @@ class SimOptions:
     # wants failed records back quickly (the fault tests) shortens the queues' to this, and the functions'
     # to a sixth of it (the ratio AWS recommends for a queue's consumer).
     visibility_timeout_s: float | None = None
+    # Execution environments per function: as many as concurrent invocations need, up to the template's
+    # reserved concurrency and to this cap. 1 by default: on a 2-core machine a second environment per
+    # function made the run slower (BENCHMARKS.md, "Execution environments"); None: no local cap.
+    environments: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,9 @@ class Simulation:
         self.services = Services()
         for region in sorted({s.region for s in self.stacks}):
             self.services.aws[region] = start_moto(region, self.log_dir)
-        self.workers: dict[str, LambdaWorker] = {}  # by function ARN
+        self.workers: dict[str, LambdaFunction] = {}  # by function ARN
         self.rules_engines: list[RulesEngine] = []  # one per region with rules
-        self.pollers: dict[str, SqsPoller] = {}  # by the function they feed (stack/logical id)
+        self.pollers: dict[str, list[SqsPoller]] = {}  # by the function they feed (stack/logical id)
         self.threads: list[threading.Thread] = []
         self.delivery = Delivery(InFlight(), FaultInjector(options.faults, options.seed))
         self.injected = 0
@@ -169,9 +173,10 @@ class Simulation:
         aggregate_faults = WorkerFaults(faults.write_error_every, faults.aggregate_crashes)
         for fn in functions:
             arn = next(s.physical[fn.logical_id]["Arn"] for s in self.stacks if s.name == fn.stack)
-            self.workers[arn] = LambdaWorker(
+            self.workers[arn] = LambdaFunction(
                 fn, self.services.aws[fn.region].url, self.log_dir,
                 aggregate_faults if fn.handler == AGGREGATE_HANDLER else None, self.secret_key,
+                self.options.environments,
             )  # fmt: skip
         for worker in self.workers.values():
             worker.wait_ready()
@@ -188,15 +193,20 @@ class Simulation:
                 continue
             is_aggregate = worker.function.handler == AGGREGATE_HANDLER
             source = SourceQueue(queue_url(props["EventSourceArn"], aws_url), props["EventSourceArn"], stack.region)
-            poller = SqsPoller(
-                self.client("sqs", stack.region), source, int(props.get("BatchSize", 10)), worker,
-                delivery=self.delivery, on_delivered=self.ledger.record if is_aggregate else None,
-            )  # fmt: skip
-            self.pollers[worker.function.key] = poller
-            thread = threading.Thread(target=poller.run, args=(self.stop_event,), daemon=True,
-                                      name=f"esm:{worker.function.key}")  # fmt: skip
-            thread.start()
-            self.threads.append(thread)
+            # Lambda polls with as many concurrent batches as the mapping's maximum concurrency allows (and
+            # its function can run); without one, this run keeps to the function's own concurrency.
+            batches = int(props.get("ScalingConfig", {}).get("MaximumConcurrency", worker.limit))
+            for i in range(max(1, min(batches, worker.limit))):
+                poller = SqsPoller(
+                    self.client("sqs", stack.region), source, int(props.get("BatchSize", 10)), worker,
+                    delivery=self.delivery, on_delivered=self.ledger.record if is_aggregate else None,
+                    window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                )  # fmt: skip
+                self.pollers.setdefault(worker.function.key, []).append(poller)
+                thread = threading.Thread(target=poller.run, args=(self.stop_event,), daemon=True,
+                                          name=f"esm:{worker.function.key}:{i}")  # fmt: skip
+                thread.start()
+                self.threads.append(thread)
 
     def _wire_rules(self, stack: StackView, rules: list[LocalRule]) -> None:
         """The region's rules engine: a subscriber on its broker, feeding its dispatchers."""

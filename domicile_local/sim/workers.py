@@ -222,3 +222,82 @@ class LambdaWorker:
         self._process.join(5)
         if self._process.is_alive():
             self._process.terminate()
+
+
+class LambdaFunction:
+    """One function of the templates: execution environments started as concurrent invocations need them.
+
+    As Lambda scales a function: an invocation that finds every environment busy gets a new one (a cold
+    start), up to the function's reserved concurrency (the template's ReservedConcurrentExecutions; 1 when
+    it reserves none); past that, it waits for one to be free (locally that is a wait, not a throttle
+    error: our callers, SQS polling and async invokes, would retry it anyway). The first environment is
+    used whenever it is free, so a light load stays on one warm environment, and it alone carries the
+    injected faults (`--fault` counts them per function, not per environment).
+    """
+
+    def __init__(
+        self, function: Function, endpoint: str, log_dir: Path, faults: WorkerFaults | None = None,
+        secret_key: str = "simulation", local_cap: int | None = None,
+    ) -> None:  # fmt: skip
+        self.function = function
+        reserved = max(1, function.reserved_concurrency or 1)
+        self.limit = reserved if local_cap is None else max(1, min(reserved, local_cap))
+        self._endpoint, self._log_dir, self._secret_key = endpoint, log_dir, secret_key
+        self._environments = [LambdaWorker(function, endpoint, log_dir, faults, secret_key)]
+        self._idle = list(self._environments)
+        self._free = threading.Condition()
+
+    @property
+    def environments(self) -> int:
+        return len(self._environments)
+
+    @property
+    def stats(self) -> InvokeStats:
+        total = InvokeStats()
+        for worker in self._environments:
+            total.invocations += worker.stats.invocations
+            total.errors += worker.stats.errors
+            total.seconds += worker.stats.seconds
+            total.calls.update(worker.stats.calls)
+        return total
+
+    @property
+    def crashes(self) -> int:
+        return sum(w.crashes for w in self._environments)
+
+    @property
+    def pid(self) -> int | None:
+        """The first environment's process (the one a light load runs on)."""
+        return self._environments[0].pid
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        self._environments[0].wait_ready(timeout)
+
+    def _acquire(self) -> LambdaWorker:
+        with self._free:
+            while True:
+                if self._idle:
+                    return self._idle.pop(0)  # kept in start order: the first environment first
+                if len(self._environments) < self.limit:
+                    worker = LambdaWorker(self.function, self._endpoint, self._log_dir, None, self._secret_key)
+                    self._environments.append(worker)
+                    return worker
+                self._free.wait()
+
+    def _release(self, worker: LambdaWorker) -> None:
+        with self._free:
+            self._idle.append(worker)
+            self._idle.sort(key=self._environments.index)
+            self._free.notify()
+
+    def invoke(self, event: Any) -> tuple[bool, Any]:
+        """Synchronous invoke on a free environment: (True, result) or (False, error text)."""
+        worker = self._acquire()
+        try:
+            return worker.invoke(event)
+        finally:
+            self._release(worker)
+
+    def stop(self) -> None:
+        for worker in self._environments:
+            worker.stop()

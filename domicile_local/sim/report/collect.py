@@ -156,9 +156,11 @@ def _stages(sim: Simulation) -> Stages:
                for name, s in sim.rule_stats.items() if s["messages"]},
         handlers={w.function.key: HandlerStage(invocations=w.stats.invocations, errors=w.stats.errors,
                                                mean_ms=w.stats.seconds / w.stats.invocations * 1000,
-                                               aws_calls=dict(sorted(w.stats.calls.items())))
+                                               aws_calls=dict(sorted(w.stats.calls.items())),
+                                               environments=w.environments)
                   for w in sim.workers.values() if w.stats.invocations},
-        event_sources={key: dict(sorted(p.calls.items())) for key, p in sim.pollers.items() if p.calls},
+        event_sources={key: dict(sorted(sum((p.calls for p in pollers), Counter()).items()))
+                       for key, pollers in sim.pollers.items() if any(p.calls for p in pollers)},
     )  # fmt: skip
 
 

@@ -66,6 +66,7 @@ class HandlerStage(_Part):
     errors: int
     mean_ms: float
     aws_calls: dict[str, int] = {}  # the AWS API calls its code made, by service.Operation
+    environments: int = 1  # execution environments it scaled to (at most its reserved concurrency)
 
 
 class Stages(_Part):
