@@ -11,7 +11,7 @@ from typing import Any
 from domicile_local.sim.assembly import Function
 from domicile_local.sim.workers import LambdaFunction
 
-GATE = '''
+GATE = """
 import os, pathlib, time
 
 def handler(event, context):
@@ -22,7 +22,7 @@ def handler(event, context):
             raise TimeoutError("the gate never opened")
         time.sleep(0.01)
     return {"pid": os.getpid()}
-'''
+"""
 
 
 def _until(condition: Any, what: str, seconds: float = 60) -> None:
