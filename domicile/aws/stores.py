@@ -118,6 +118,7 @@ def read_region(stores: RegionStores, dynamodb: DynamoDBClient, s3: S3Client, sq
         aggregated=aggregated, counted_in_tables=counted_in_table(dynamodb, stores.aggregates_table),
         quarantined=quarantined_cases(s3, stores.bucket),
         dead_letters=[letter for url in stores.dead_letter_queues for letter in peek_dead_letters(sqs, url)],
+        archived_uncounted=sorted(set(envelopes) - counted),
     )  # fmt: skip
 
 

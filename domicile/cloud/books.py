@@ -68,12 +68,15 @@ class StoreContents:
     counted_in_tables: int = 0  # what the count rows add up to
     quarantined: list[tuple[str, CaseKey]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # envelope ids archived without a marker: their count failed or has not happened yet (still in flight)
+    archived_uncounted: list[str] = field(default_factory=list)
 
     def merge(self, other: StoreContents) -> StoreContents:
         return StoreContents(
             aggregated={**self.aggregated, **other.aggregated},
             counted_in_tables=self.counted_in_tables + other.counted_in_tables,
             quarantined=self.quarantined + other.quarantined, dead_letters=self.dead_letters + other.dead_letters,
+            archived_uncounted=self.archived_uncounted + other.archived_uncounted,
         )  # fmt: skip
 
 
@@ -97,6 +100,7 @@ class Books(BaseModel):
     unaccounted_cases: list[CaseKey]  # published, in none of the four outcomes (the first 50)
     injected_violations: int = 0
     injected_quarantined: int = 0
+    archived_uncounted: list[str] = []  # envelopes archived whose count has not (yet) succeeded (the first 50)
 
     def lines(self) -> list[str]:
         """The books in words: the equation and its verdict, then the DLQ messages that are safe to redrive."""
@@ -116,6 +120,12 @@ class Books(BaseModel):
                 f"{self.difference}" + (f"; never accounted for: {named}" if named else "") + twice + "."
             )
         lines = [first]
+        if self.archived_uncounted:
+            ids = ", ".join(self.archived_uncounted[:10])
+            lines.append(
+                f"Archived but not counted: {len(self.archived_uncounted)} envelopes whose count failed or is still "
+                f"in flight (their records come back from the queue, or are in its DLQ): {ids}"
+            )
         if self.dead_lettered_after_counted:
             ids = ", ".join(self.dead_lettered_after_counted[:10])
             more = len(self.dead_lettered_after_counted) - 10
@@ -173,4 +183,5 @@ def reconcile(
         balanced=counted_twice == 0 and (not dead if sent is None else difference == 0 and not unaccounted),
         unaccounted_cases=unaccounted[:50], injected_violations=len(injected_cases),
         injected_quarantined=len(injected_cases & quarantined),
+        archived_uncounted=sorted(stores.archived_uncounted)[:50],
     )  # fmt: skip

@@ -100,8 +100,9 @@ def test_books_of_a_deployment_list_a_dlq_message_counted_before_apart_and_a_los
     dead = sqs.receive_message(QueueUrl=stores.dead_letter_queues[0], MaxNumberOfMessages=10)["Messages"]
     assert len(dead) == 2  # read, then made visible again: a redrive finds both
     counted_id = next(m["MessageId"] for m in dead if json.loads(m["Body"])["message_id"] == counted["message_id"])
-    assert lines[1].startswith("Dead-lettered after it was counted: 1 DLQ messages whose cases were all aggregated")
-    assert lines[1].endswith(counted_id)
+    assert lines[1].startswith("Archived but not counted: 1 envelopes") and lines[1].endswith(lost["message_id"])
+    assert lines[2].startswith("Dead-lettered after it was counted: 1 DLQ messages whose cases were all aggregated")
+    assert lines[2].endswith(counted_id)
 
 
 def test_books_name_a_stack_that_is_not_deployed(synthesized, endpoint):

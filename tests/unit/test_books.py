@@ -68,6 +68,16 @@ def test_a_deployment_read_has_no_published_count_and_judges_what_the_stores_sho
     assert not lost.balanced and lost.in_dlq == 1
 
 
+def test_an_envelope_archived_but_never_counted_is_named_apart_from_the_outcomes():
+    stores = StoreContents(aggregated=_aggregated(PUBLISHED), counted_in_tables=300, archived_uncounted=["env-9"])
+    books = reconcile(stores, PUBLISHED)
+    assert books.balanced and books.archived_uncounted == ["env-9"]  # in flight: it changes no case's outcome
+    assert books.lines()[1] == (
+        "Archived but not counted: 1 envelopes whose count failed or is still in flight (their records come back "
+        "from the queue, or are in its DLQ): env-9"
+    )
+
+
 def test_cases_are_read_through_lambda_and_iot_rule_failure_records():
     envelope = {"fleet": "line", "device": "dev-0", "payload": {"case_id": "c-1"}}
     assert cases_in({"requestPayload": envelope}) == [("line", "dev-0/c-1")]
