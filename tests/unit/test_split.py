@@ -36,6 +36,7 @@ def test_committed_files_match_the_manifest():
 
 
 @pytest.mark.slow
+@pytest.mark.rebuild
 def test_same_seed_rebuilds_byte_identical_model(tmp_path):
     done = run_cli("split", "build", "--seed", str(ENTRY.seed), "--out", str(tmp_path))  # a fresh interpreter
     assert done.returncode == 0, done.stdout + done.stderr
