@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -190,36 +189,6 @@ def bench_sqs(ctx: Any) -> dict[str, Any]:
     }
 
 
-COLD_SNIPPET = """
-import os, sys, time
-sys.path.insert(0, {root!r})
-started = time.perf_counter()
-if sys.argv[1] == "handler":
-    import functions.inference.http_api
-else:
-    import onnxruntime as ort
-    for name in ("digits-edge-1.0.0.onnx", "digits-cloud-1.0.0.onnx"):
-        ort.InferenceSession(os.path.join({models!r}, name), providers=["CPUExecutionProvider"])
-print(time.perf_counter() - started)
-"""
-
-
-def bench_cold(repeat: int = 9) -> dict[str, Any]:
-    snippet = COLD_SNIPPET.format(root=str(ROOT), models=str(ROOT / "models"))
-    # LAMBDA_TASK_ROOT makes Powertools' Tracer behave as in Lambda (it loads the X-Ray SDK).
-    env = {**os.environ, **LAMBDA_ENV, "LAMBDA_TASK_ROOT": str(ROOT)}
-    env.pop("POWERTOOLS_TRACE_DISABLED")
-    out: dict[str, list[float]] = {"handler": [], "bare": []}
-    for _ in range(repeat):
-        for kind in out:
-            result = subprocess.run([sys.executable, "-c", snippet, kind], env=env, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(result.stderr)
-            out[kind].append(float(result.stdout.strip().splitlines()[-1]))
-    medians = {k: statistics.median(v) * 1e3 for k, v in out.items()}
-    return {"handler_ms": medians["handler"], "bare_ms": medians["bare"], "ratio": medians["handler"] / medians["bare"]}
-
-
 def bench_asset() -> dict[str, Any]:
     import tempfile
 
@@ -296,13 +265,19 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"SQS note: {sqs['note']}.",
         "",
         "Reading the HTTP and cold-init rows: for one 64-feature row the model runs in about 10 us, so the",
-        "fixed cost of the Powertools stack the handler is built on (event resolver, Logger context, Tracer",
-        "segment, EMF flush; about 100 us in all) dominates the ratio. With 64 rows per request the ratio",
-        f"falls to {http64['p50_ratio']:.1f}x. Cold init is import time: Powertools' event_handler package",
-        "imports in about 50 ms and pydantic in about 12 ms, against about 55 ms for `import onnxruntime`",
-        "(with numpy).",
+        "fixed cost around it (Logger context, EMF metrics and their flush, JSON in and out) dominates the",
+        f"ratio; with 64 rows per request it falls to {http64['p50_ratio']:.1f}x. The two tables below break",
+        "both down. Cold init: the entry point loads no boto3, no X-Ray SDK and no Powertools event_handler;",
+        "what is left above bare onnxruntime is mostly pydantic, which every request's validation and the",
+        "manifest use.",
         "",
     ]
+    from benchmarks.http_stages import report_lines as stage_lines
+
+    lines += stage_lines(results["http_stages"])
+    from benchmarks.cold_start import report_lines as cold_lines
+
+    lines += cold_lines(cold)
     from benchmarks.edge import report
 
     lines += report(results["edge_modes"], results["aggregate"])
@@ -325,7 +300,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
+    from benchmarks.cold_start import bench_cold
     from benchmarks.edge import bench_aggregate, bench_modes, bench_sensor_modes
+    from benchmarks.http_stages import bench_http_stages
     from benchmarks.pipeline import bench_pipeline
     from benchmarks.simulate import bench_simulate
     from benchmarks.split import bench_sensor_split, bench_split
@@ -341,6 +318,7 @@ def main() -> None:
         "http": bench_http(ctx, rows=1),
         "http_64": bench_http(ctx, rows=64),
         "sqs": bench_sqs(ctx),
+        "http_stages": bench_http_stages(ctx),
         "cold": bench_cold(),
         "asset": bench_asset(),
         "edge_modes": bench_modes(),

@@ -3,25 +3,32 @@
 One class per entry point, each declaring only what that function reads, so a missing variable is
 refused at init with its name (`environment variable RESULTS_QUEUE_URL is not set`), never at the
 first request. The classes share bases for what several functions have in common.
+
+They are plain pydantic models filled from `os.environ` by `load_settings`, not pydantic-settings:
+that package's import (its sources, dotenv and cloud providers) cost about 50 ms of every cold
+start, more than a third of `import onnxruntime`, for a lookup of a few variables (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import types
+import typing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domicile.errors import ConfigError
 
 _PREFIX = r"^[A-Za-z0-9!_.*'()/-]+/$"  # an S3 key prefix ending in '/'
 
 
-class FunctionSettings(BaseSettings):
+class FunctionSettings(BaseModel):
     """What every function of a regional stack knows: where it runs, and whose data it may touch."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     aws_region: str
     jurisdiction: str
@@ -102,9 +109,32 @@ def _explain(exc: ValidationError) -> ConfigError:
     return ConfigError("; ".join(problems))
 
 
+def _is_structured(annotation: Any) -> bool:
+    """A dict or list field: its variable holds JSON (as pydantic-settings reads complex fields)."""
+    kinds = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    return any(_is_structured(k) for k in kinds) or typing.get_origin(annotation) in (dict, list)
+
+
+def environment_values(kind: type[BaseModel], env: typing.Mapping[str, str]) -> dict[str, Any]:
+    """The variables `kind` declares (each field's name in upper case), JSON-decoded where the field is."""
+    values: dict[str, Any] = {}
+    for name, field in kind.model_fields.items():
+        raw = env.get(name.upper())
+        if raw is None:
+            continue
+        if _is_structured(field.annotation):
+            try:
+                values[name] = json.loads(raw)
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {name.upper()} is invalid: not JSON ({exc})") from exc
+        else:
+            values[name] = raw
+    return values
+
+
 def load_settings(kind: type[S]) -> S:
     """`kind` filled from this process's environment, or a ConfigError naming each bad variable."""
     try:
-        return kind()
+        return kind.model_validate(environment_values(kind, os.environ))
     except ValidationError as exc:
         raise _explain(exc) from exc

@@ -6,16 +6,16 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from domicile.config.settings import environment_values
 from domicile.config.topology import FleetMode
 from domicile.errors import ConfigError
 from domicile.wire.envelope import Encoding
 
 
-class EdgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+class EdgeSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     aws_iot_thing_name: str  # Greengrass sets it to the core device's thing name
     fleet: str
@@ -45,10 +45,9 @@ class EdgeSettings(BaseSettings):
 def load_edge_settings(environment: Mapping[str, str] | None = None) -> EdgeSettings:
     """From the process environment, or from `environment` (a component's, as the local core deploys it)."""
     try:
-        if environment is None:
-            return EdgeSettings()  # filled from the environment
-        given = {k.lower(): v for k, v in environment.items() if k.lower() in EdgeSettings.model_fields}
-        return EdgeSettings.model_validate(given)  # that environment alone, not this process's
+        # `environment` alone when given (a component's, as the local core deploys it), not this process's
+        given = environment_values(EdgeSettings, os.environ if environment is None else environment)
+        return EdgeSettings.model_validate(given)
     except ValidationError as exc:
         missing = [str(e["loc"][0]).upper() for e in exc.errors() if e["type"] == "missing"]
         if missing:

@@ -22,10 +22,9 @@ from domicile.config.settings import AnsweringSettings
 from domicile.errors import InputError
 from domicile.residency.policy import ResidencyPolicy
 from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, SplitEnvelope, parse_envelope
-from functions.inference.shared import logger, metrics, set_dimensions, tracer
+from functions.inference.shared import logger, metrics, set_dimensions
+from functions.inference.tracing import tracer
 from functions.residency_gate import hold_if_foreign
-
-tracer.patch(["botocore"])
 
 E = TypeVar("E", EscalateEnvelope, SplitEnvelope)
 

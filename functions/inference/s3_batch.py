@@ -17,12 +17,12 @@ from botocore.exceptions import ClientError
 
 from domicile.cloud.jsonlines import infer_jsonlines
 from domicile.config.settings import S3BatchSettings, load_settings
-from functions.inference.shared import logger, metrics, set_dimensions, tracer, warm_runtime
+from functions.inference.shared import logger, metrics, set_dimensions, warm_runtime
+from functions.inference.tracing import tracer
 
 settings = load_settings(S3BatchSettings)
 set_dimensions(settings)
 runtime = warm_runtime(settings)
-tracer.patch(["botocore"])
 s3 = boto3.client("s3", region_name=settings.aws_region)
 
 

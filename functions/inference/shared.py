@@ -1,21 +1,20 @@
 """What every entry point of the inference function builds the same way, once, at module load.
 
-Powertools' logger, tracer and metrics, and the helpers that turn an entry point's own settings
+Powertools' logger and metrics, and the helpers that turn an entry point's own settings
 into its ORT sessions. Each entry point parses its own settings class
 (domicile.config.settings), so it refuses at init a variable it needs and others do not. boto3
-clients live in the entry points that use them, so the HTTP function's cold start never loads boto3.
+clients and the X-Ray tracer (functions/inference/tracing.py) live in the entry points that call AWS,
+so the HTTP function's cold start loads neither boto3 nor the X-Ray SDK.
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
 from domicile.config.settings import FunctionSettings, InferenceSettings
 from domicile.models.runtime import ModelRuntime
 
 logger = Logger(service="domicile-inference")
-# Patch only what an entry point uses (see sqs_batch/s3_batch): patching everything imports it all.
-tracer = Tracer(service="domicile-inference", patch_modules=())
 metrics = Metrics(namespace="Domicile", service="domicile-inference")
 
 

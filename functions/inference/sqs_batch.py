@@ -29,7 +29,8 @@ from domicile.errors import InputError
 from domicile.residency.policy import ResidencyPolicy
 from domicile.split.runtime import SplitTail
 from domicile.wire.envelope import EscalateEnvelope, ResultEnvelope, SplitEnvelope, parse_envelope
-from functions.inference.shared import logger, metrics, set_dimensions, tracer, warm_runtime
+from functions.inference.shared import logger, metrics, set_dimensions, warm_runtime
+from functions.inference.tracing import tracer
 from functions.residency_gate import hold_if_foreign
 
 settings = load_settings(SqsBatchSettings)
@@ -40,7 +41,6 @@ tail = (
     if settings.split_model and settings.split_cut
     else None
 )  # where split fleets live: their queued cases are finished here
-tracer.patch(["botocore"])
 sqs = boto3.client("sqs", region_name=settings.aws_region)
 s3 = boto3.client("s3", region_name=settings.aws_region)
 quarantine = Quarantine(s3, settings.quarantine_bucket, ResidencyPolicy.from_settings(settings))

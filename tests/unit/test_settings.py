@@ -71,3 +71,25 @@ def test_a_functions_residency_policy_comes_from_its_settings(monkeypatch):
     assert ResidencyPolicy.from_settings(load_settings(HttpSettings)).allowed_regions == ("eu-central-1", "eu-west-1")
     monkeypatch.delenv("ALLOWED_REGIONS")
     assert ResidencyPolicy.from_settings(load_settings(HttpSettings)).allowed_regions == ("eu-central-1",)
+
+
+def test_a_structured_variable_is_read_as_json(monkeypatch):
+    monkeypatch.setenv("RESULTS_QUEUE_URL", "https://sqs.eu-central-1.amazonaws.com/123456789012/results")
+    monkeypatch.setenv("QUARANTINE_BUCKET", "bucket")
+    monkeypatch.setenv("FLEET_MODELS", '{"lab": "digits-deep"}')
+    settings = load_settings(EscalateSettings)
+    assert settings.cloud_model_for("lab") == "digits-deep"
+    assert settings.cloud_model_for("other") == settings.default_model
+    monkeypatch.setenv("FLEET_MODELS", "lab=digits-deep")
+    with pytest.raises(ConfigError, match=r"^environment variable FLEET_MODELS is invalid: not JSON"):
+        load_settings(EscalateSettings)
+    monkeypatch.setenv("FLEET_MODELS", '["lab"]')
+    with pytest.raises(ConfigError, match=r"^environment variable FLEET_MODELS is invalid: "):
+        load_settings(EscalateSettings)
+
+
+def test_settings_are_frozen_and_ignore_other_variables(monkeypatch):
+    monkeypatch.setenv("SOMETHING_ELSE", "x")
+    settings = load_settings(HttpSettings)
+    with pytest.raises(ValueError, match="frozen"):
+        settings.max_body_bytes = 1  # type: ignore[misc]

@@ -1,0 +1,97 @@
+"""Cold init of the HTTP entry point against bare `import onnxruntime` plus the same sessions, and
+what each layer of imports adds on the way.
+
+Every figure is the median of fresh interpreters started in turn, in the environment the function
+gets in Lambda (`LAMBDA_TASK_ROOT` set, so Powertools behaves as it does there). The steps are
+cumulative: each adds one layer to the one before, and its cost is the difference of the medians.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from benchmarks.run import LAMBDA_ENV, ROOT
+
+_BARE = """
+import onnxruntime as ort
+for name in ("digits-edge-1.0.0.onnx", "digits-cloud-1.0.0.onnx"):
+    ort.InferenceSession(os.path.join({models!r}, name), providers=["CPUExecutionProvider"])
+"""
+
+# (step, what it adds, the code run after the steps before it)
+STEPS = (
+    ("bare", "`import onnxruntime` (with numpy) and the 2 sessions the function loads", _BARE),
+    (
+        "pydantic",
+        "pydantic, up to a first model class",
+        "from pydantic import BaseModel\nclass A(BaseModel):\n    a: int\n",
+    ),
+    ("powertools", "Powertools Logger and Metrics", "from aws_lambda_powertools import Logger, Metrics\n"),
+    (
+        "domicile",
+        "our settings, registry, runtime and OIP modules (their model classes)",
+        "import domicile.config.settings, domicile.models.runtime, domicile.wire.oip\n",
+    ),
+    (
+        "entry point",
+        "the entry point: settings parsed, manifest read and hash-checked, routes",
+        "import functions.inference.http_api\n",
+    ),
+)
+
+_SNIPPET = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+started = time.perf_counter()
+{body}
+print(time.perf_counter() - started)
+"""
+
+
+def _snippet(upto: int) -> str:
+    body = "".join(code for _, _, code in STEPS[: upto + 1]).format(models=str(ROOT / "models"))
+    return _SNIPPET.format(root=str(ROOT), body=body)
+
+
+def bench_cold(repeat: int = 9) -> dict[str, Any]:
+    # LAMBDA_TASK_ROOT makes Powertools behave as in Lambda.
+    env = {**os.environ, **LAMBDA_ENV, "LAMBDA_TASK_ROOT": str(ROOT)}
+    env.pop("POWERTOOLS_TRACE_DISABLED")
+    snippets = [_snippet(i) for i in range(len(STEPS))]
+    samples: list[list[float]] = [[] for _ in STEPS]
+    for _ in range(repeat):
+        for i, snippet in enumerate(snippets):
+            result = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(result.stderr)
+            samples[i].append(float(result.stdout.strip().splitlines()[-1]) * 1e3)
+    cumulative = [statistics.median(s) for s in samples]
+    steps = [
+        {"step": name, "adds": what, "ms": cumulative[i] - (cumulative[i - 1] if i else 0.0)}
+        for i, (name, what, _) in enumerate(STEPS)
+    ]
+    return {
+        "handler_ms": cumulative[-1],
+        "bare_ms": cumulative[0],
+        "ratio": cumulative[-1] / cumulative[0],
+        "steps": steps,
+    }
+
+
+def report_lines(cold: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Cold init of the HTTP entry point, layer by layer",
+        "",
+        "Fresh interpreters in the Lambda environment, median of each cumulative step (`benchmarks/cold_start.py`).",
+        "",
+        "| step | adds | ms | vs bare |",
+        "|---|---|---|---|",
+    ]
+    for step in cold["steps"]:
+        lines.append(f"| {step['step']} | {step['adds']} | {step['ms']:.0f} | {step['ms'] / cold['bare_ms']:.2f}x |")
+    lines += [f"| all | the entry point's cold init | {cold['handler_ms']:.0f} | {cold['ratio']:.2f}x |", ""]
+    return lines
