@@ -9,11 +9,18 @@ CDK := .tools/node_modules/.bin/cdk
 # checkov in its own venv: its pins would fight the project's (a reviewer's tool, not a dependency)
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
+# The KServe SDK, a real OIP client the tests drive against `domicile serve`, in its own venv too:
+# it pins psutil<6, and the project's MQTT broker (amqtt) needs psutil>=7.
+KSERVE_VERSION := 0.21.0
+KSERVE := .tools/kserve/bin/python
+# MLServer, the Python peer `make bench` measures `domicile serve` against; uvloop 0.21 because
+# MLServer 1.7.1's inference workers call asyncio.get_event_loop(), which later uvloops refuse.
+MLSERVER := .tools/mlserver/bin/mlserver
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup system-packages docs models rebuild-models templates synth demo lint audit test bench soak clean
+.PHONY: setup system-packages docs models rebuild-models templates synth demo serve lint audit test bench soak clean
 
 setup: $(STAMP) $(CDK)
 
@@ -35,6 +42,16 @@ $(CHECKOV):
 	$(PYTHON) -m venv .tools/checkov
 	.tools/checkov/bin/pip install --quiet --upgrade pip
 	.tools/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
+$(KSERVE):
+	$(PYTHON) -m venv .tools/kserve
+	.tools/kserve/bin/pip install --quiet --upgrade pip
+	.tools/kserve/bin/pip install --quiet kserve==$(KSERVE_VERSION)
+
+$(MLSERVER):
+	$(PYTHON) -m venv .tools/mlserver
+	.tools/mlserver/bin/pip install --quiet --upgrade pip
+	.tools/mlserver/bin/pip install --quiet mlserver==1.7.1 onnxruntime==1.32.0 uvloop==0.21.0
 
 # The registry's versions are immutable: with models committed, `make models` only lists them (a
 # machine whose BLAS rounds differently must not stop the demo); `make rebuild-models` rebuilds
@@ -64,6 +81,10 @@ demo: setup models templates
 	$(BIN)/domicile demo
 	$(BIN)/domicile simulate $(SIMULATE_ARGS)
 
+# The HTTP function's handler on http://127.0.0.1:8080 for curl, tritonclient or the KServe SDK (Ctrl-C stops it).
+serve: setup models
+	$(BIN)/domicile serve $(SERVE_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -80,11 +101,11 @@ docs: $(STAMP)
 # The byte-identical rebuild tests run alone after the rest: twice under a loaded CI run (2026-12-02) a
 # rebuild gave other bytes, never reproduced on an idle machine (issue #20's note); the claim is "same
 # seed, same bytes" on a quiet build machine, and that is what they check.
-test: system-packages setup $(CHECKOV) lint audit docs
+test: system-packages setup $(CHECKOV) $(KSERVE) lint audit docs
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not rebuild"
 	$(BIN)/pytest -m rebuild
 
-bench: setup
+bench: setup $(MLSERVER)
 	$(PY) benchmarks/run.py
 
 # Outside CI: a minute of the local pipeline at its measured max rate, memory and latency compared.

@@ -31,6 +31,15 @@ class ModelNotFoundError(DomicileError):
         self.name = name
 
 
+class ModelVersionNotFoundError(DomicileError):
+    """The caller named a version of a served model that is not deployed (HTTP 404)."""
+
+    def __init__(self, name: str, version: str, known: list[str]) -> None:
+        super().__init__(f"model {name!r} has no version {version!r} here; known versions: {', '.join(known)}")
+        self.name = name
+        self.version = version
+
+
 class ModelIntegrityError(DomicileError):
     """A model file whose sha256 differs from its manifest entry: it is never loaded."""
 

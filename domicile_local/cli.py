@@ -19,6 +19,7 @@ from domicile.models.datasets import DEFAULT_SEED  # noqa: E402
 EXAMPLES = """examples (every command, with what it prints: docs/cli.md):
   domicile topology check      validate domicile.toml and print what each region deploys
   domicile simulate            the whole synthesized app run locally, with a report
+  domicile serve               the HTTP function's handler on http://127.0.0.1:8080 (OIP v2)
   domicile <command> --help    the options of one command
 """
 
@@ -317,6 +318,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from domicile.config.topology import load_topology
+    from domicile_local.serve import serve
+
+    if args.workers < 1:
+        raise DomicileError(f"--workers: must be at least 1, got {args.workers}")
+    serve(load_topology(args.topology), args.host, args.port, args.workers, Path(args.models) if args.models else None)
+    return 0
+
+
 def _add_topology(commands: Any) -> None:
     topology = commands.add_parser("topology", help="the topology file").add_subparsers(dest="action", required=True)
     check = topology.add_parser("check", help="validate the topology file")
@@ -477,6 +488,17 @@ def _add_demo(commands: Any) -> None:
     demo.add_argument("--events", default="events", help="the sample events folder (default: events)")
     demo.add_argument("--cdk-out", default="cdk.out", help="the synthesized app whose handlers run (default: cdk.out)")
     demo.set_defaults(run=_demo)
+    serve = commands.add_parser(
+        "serve", help="the deployed HTTP function's handler behind a local HTTP server (OIP v2, no AWS)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0 picks a free one)")
+    serve.add_argument("--topology", help="topology file: the home region and cloud model (default: domicile.toml)")
+    serve.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes, each with its own ORT sessions, as Lambda instances"
+    )
+    serve.set_defaults(run=_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

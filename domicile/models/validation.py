@@ -31,6 +31,8 @@ OIP_NUMERIC_DATATYPES: dict[str, type[np.generic]] = {
     "INT64": np.int64,
     "UINT8": np.uint8,
     "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
 }
 
 
@@ -85,30 +87,38 @@ def _fit_cases(array: np.ndarray, case_shape: tuple[int, ...], field: str) -> np
     return array
 
 
-def _first_bad_case(bad: np.ndarray) -> int:
-    return int(np.argwhere(bad)[0][0])
+def _first_bad(bad: np.ndarray) -> str:
+    """Where the first bad value is: its row in a batch, or its place in flat data."""
+    index = int(np.argwhere(bad)[0][0])
+    return f"value {index}" if bad.ndim == 1 else f"row {index}"
 
 
-def _convert(array: np.ndarray, dtype: np.dtype[Any], field: str) -> np.ndarray:
+def _convert(array: np.ndarray, dtype: np.dtype[Any], field: str, taker: str = "the model") -> np.ndarray:
     """`array` in the model's dtype: finite floats, or whole numbers in the integer type's range."""
     if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InputError(field, f"row {_first_bad_case(~np.isfinite(array))} holds NaN or infinity")
+        raise InputError(field, f"{_first_bad(~np.isfinite(array))} holds NaN or infinity")
     if dtype.kind == "f":
         with np.errstate(over="ignore"):  # an overflow becomes inf, reported just below
             out = array.astype(dtype)
         if not np.isfinite(out).all():
-            bad = _first_bad_case(~np.isfinite(out))
-            raise InputError(field, f"row {bad} holds NaN or infinity (or a value too large for {dtype.name})")
+            bad = _first_bad(~np.isfinite(out))
+            raise InputError(field, f"{bad} holds NaN or infinity (or a value too large for {dtype.name})")
         return out
     if array.dtype.kind == "f" and not np.equal(np.mod(array, 1), 0).all():
-        bad = _first_bad_case(np.mod(array, 1) != 0)
-        raise InputError(field, f"row {bad} holds a fraction, but the model takes whole numbers ({dtype.name})")
+        bad = _first_bad(np.mod(array, 1) != 0)
+        raise InputError(field, f"{bad} holds a fraction, but {taker} takes whole numbers ({dtype.name})")
     info = np.iinfo(dtype)
     outside = (array < info.min) | (array > info.max)
     if outside.any():
-        bad = _first_bad_case(outside)
-        raise InputError(field, f"row {bad} holds a value outside {dtype.name}'s range {info.min}..{info.max}")
+        bad = _first_bad(outside)
+        raise InputError(field, f"{bad} holds a value outside {dtype.name}'s range {info.min}..{info.max}")
     return array.astype(dtype)
+
+
+def as_datatype(data: Any, numpy_type: type[np.generic], field: str) -> NDArray[Any]:
+    """`data` as the type its sender declared (OIP `datatype`): a fraction for an integer type, a value
+    outside the type's range, NaN or infinity is refused, as the type cannot hold it."""
+    return _convert(_numeric_array(data, field), np.dtype(numpy_type), field, "the declared datatype")
 
 
 def input_batch(

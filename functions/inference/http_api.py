@@ -1,7 +1,8 @@
 """Open Inference Protocol v2 over a Lambda Function URL or an API Gateway HTTP API (payload 2.0).
 
-POST /v2/models/{name}/infer, GET /v2/models/{name}, GET /v2/models/{name}/ready,
-GET /v2/health/ready, GET /v2/health/live, GET /v2.
+POST /v2/models/{name}[/versions/{version}]/infer, GET /v2/models/{name}[/versions/{version}],
+GET /v2/models/{name}[/versions/{version}]/ready, GET /v2/health/ready, GET /v2/health/live,
+GET /v2, with Triton's binary tensor data extension (domicile/wire/oip.py).
 
 Its init loads what a request needs and nothing more: no boto3, no X-Ray SDK (the function calls
 no AWS service; Lambda's active tracing records its segments), no Powertools event_handler
@@ -12,6 +13,7 @@ no AWS service; Lambda's active tracing records its segments), no Powertools eve
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -19,8 +21,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domicile import __version__
 from domicile.config.settings import HttpSettings, load_settings
-from domicile.errors import InputError, ModelNotFoundError, PayloadTooLargeError
-from domicile.wire.oip import decode_infer_request, encode_infer_response, model_metadata
+from domicile.errors import InputError, ModelNotFoundError, ModelVersionNotFoundError, PayloadTooLargeError
+from domicile.models.registry import ModelEntry
+from domicile.wire.oip import EXTENSIONS, HEADER_LENGTH, decode_infer_request, encode_infer_response, model_metadata
 from functions.inference.router import HttpRequest, HttpResponse, Router, request_of
 from functions.inference.shared import logger, metrics, set_dimensions, warm_runtime
 
@@ -28,6 +31,9 @@ settings = load_settings(HttpSettings)
 set_dimensions(settings)
 runtime = warm_runtime(settings)
 router = Router()
+# Health and metadata calls add no metric; Powertools' docs suppress its warning about that this way.
+warnings.filterwarnings("ignore", "No application metrics to publish")
+OCTET_STREAM = "application/octet-stream"
 
 
 def _error(status: int, message: str, **details: str) -> HttpResponse:
@@ -36,7 +42,7 @@ def _error(status: int, message: str, **details: str) -> HttpResponse:
 
 @router.route("GET", "/v2")
 def server_metadata(_: HttpRequest) -> HttpResponse:
-    return HttpResponse.json(200, {"name": "domicile", "version": __version__, "extensions": []})
+    return HttpResponse.json(200, {"name": "domicile", "version": __version__, "extensions": list(EXTENSIONS)})
 
 
 @router.route("GET", "/v2/health/ready")
@@ -45,30 +51,48 @@ def health(_: HttpRequest) -> HttpResponse:
     return HttpResponse.json(200, {"ready": True, "live": True})
 
 
+def _entry(name: str, version: str | None) -> ModelEntry:
+    """The served model, or a 404 naming the known models or the versions deployed."""
+    entry = runtime.entry(name)
+    if version is not None and version != entry.version:
+        raise ModelVersionNotFoundError(name, version, [entry.version])
+    return entry
+
+
 @router.route("GET", "/v2/models/{name}")
-def metadata(_: HttpRequest, name: str) -> HttpResponse:
-    return HttpResponse.json(200, model_metadata(runtime.entry(name)))
+@router.route("GET", "/v2/models/{name}/versions/{version}")
+def metadata(_: HttpRequest, name: str, version: str | None = None) -> HttpResponse:
+    return HttpResponse.json(200, model_metadata(_entry(name, version)))
 
 
 @router.route("GET", "/v2/models/{name}/ready")
-def model_ready(_: HttpRequest, name: str) -> HttpResponse:
-    runtime.entry(name)
-    return HttpResponse.json(200, {"name": name, "ready": True})
+@router.route("GET", "/v2/models/{name}/versions/{version}/ready")
+def model_ready(_: HttpRequest, name: str, version: str | None = None) -> HttpResponse:
+    entry = _entry(name, version)
+    return HttpResponse.json(200, {"name": name, "version": entry.version, "ready": True})
 
 
 @router.route("POST", "/v2/models/{name}/infer")
-def infer(request: HttpRequest, name: str) -> HttpResponse:
-    entry = runtime.entry(name)
+@router.route("POST", "/v2/models/{name}/versions/{version}/infer")
+def infer(request: HttpRequest, name: str, version: str | None = None) -> HttpResponse:
+    entry = _entry(name, version)
     if not request.body:
         raise InputError("body", "is empty; send an OIP v2 infer request")
-    oip_request, matrix = decode_infer_request(request.body, entry, settings.max_batch_rows)
+    oip_request, matrix = decode_infer_request(
+        request.body, entry, settings.max_batch_rows, request.header(HEADER_LENGTH)
+    )
     started = time.perf_counter()
     predictions = runtime.run(entry, matrix)
     metrics.add_metric(
         name="InferenceLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
     )
     metrics.add_metric(name="Inferences", unit=MetricUnit.Count, value=len(matrix))
-    return HttpResponse.json(200, encode_infer_response(oip_request, predictions))
+    response = encode_infer_response(oip_request, predictions)
+    if not response.binary:
+        return HttpResponse.json(200, response.header)
+    body = response.body()  # Triton's binary tensor data extension: the JSON's length in a header
+    header_length = len(body) - len(response.binary)
+    return HttpResponse(200, body, {"Content-Type": OCTET_STREAM, HEADER_LENGTH: str(header_length)})
 
 
 def respond(event: dict[str, Any]) -> HttpResponse:
@@ -84,6 +108,8 @@ def respond(event: dict[str, Any]) -> HttpResponse:
         return _error(400, str(err), field=err.field, reason=err.reason)
     except ModelNotFoundError as err:
         return _error(404, str(err), field="model_name", reason="unknown model")
+    except ModelVersionNotFoundError as err:
+        return _error(404, str(err), field="model_version", reason="version not deployed")
 
 
 @logger.inject_lambda_context

@@ -15,7 +15,16 @@ import pytest
 
 from tests.conftest import ROOT
 
-SOURCES = ("pyproject.toml", "README.md", "domicile.toml", "models", "domicile", "domicile_local", "edge_components")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "domicile.toml",
+    "models",
+    "domicile",
+    "domicile_local",
+    "edge_components",
+    "functions",
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +99,23 @@ def test_a_project_folder_is_preferred_to_the_embedded_defaults(installed):
         (project / "domicile.toml").unlink()
     assert done.returncode == 2
     assert "jurisdictions.eu.regions: unknown AWS region 'eu-moon-1'" in done.stderr
+
+
+def test_serve_runs_the_wheels_handler_outside_a_project(installed):
+    """`domicile serve` needs the handlers: the wheel ships `functions`, and serves the embedded registry."""
+    import json
+    import urllib.request
+
+    from tests.served import Served
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DOMICILE_"))}
+    outside = installed / "elsewhere"
+    outside.mkdir(exist_ok=True)
+    server = Served(workers=1, program=[str(installed / "venv" / "bin" / "domicile")], cwd=outside, env=env)
+    server.start()
+    try:
+        with urllib.request.urlopen(f"{server.url}/v2/models/digits-cloud", timeout=30) as response:
+            answer = json.loads(response.read())
+        assert answer["name"] == "digits-cloud" and answer["versions"] == ["1.0.0"]
+    finally:
+        assert server.stop() == 0, server.output

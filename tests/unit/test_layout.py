@@ -63,7 +63,7 @@ def test_the_distribution_lists_every_package_of_the_tree():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {
         ".".join(init.parent.relative_to(ROOT).parts)
-        for top in ("domicile", "domicile_local", "edge_components")
+        for top in ("domicile", "domicile_local", "edge_components", "functions")
         for init in (ROOT / top).rglob("__init__.py")
     }
     assert listed - {"domicile_defaults"} == found

@@ -174,7 +174,7 @@ def test_a_registered_rank_3_model_is_served_over_oip_and_json_lines(tmp_path, r
                                    "data": cases.ravel().tolist()}]})  # fmt: skip
     decoded, batch = decode_infer_request(body, entry, max_rows=1024)
     assert batch.shape == (2, 3, 8) and batch.dtype == np.float32
-    response = encode_infer_response(decoded, runtime.run(entry, batch))
+    response = encode_infer_response(decoded, runtime.run(entry, batch)).header
     assert [o["name"] for o in response["outputs"]] == ["logits"]  # the model's own output, as it is
     assert response["outputs"][0]["shape"] == [2, 4]
     metadata = model_metadata(entry)
