@@ -55,7 +55,7 @@ def _prefixes(ctx: Any, rows: int) -> dict[str, Callable[[], Any]]:
 
     def encode() -> None:
         oip_request, predictions = run()
-        HttpResponse.json(200, encode_infer_response(oip_request, predictions)).result()
+        HttpResponse(200, encode_infer_response(oip_request, predictions).body()).result()
 
     def with_metrics() -> None:
         encode()

@@ -290,6 +290,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     from benchmarks.pipeline import report_lines as pipeline_lines
 
     lines += pipeline_lines(results["pipeline"])
+    from benchmarks.serve_vs_mlserver import report_lines as mlserver_lines
+
+    lines += mlserver_lines(results["serve_vs_mlserver"])
     from benchmarks.split import SENSOR_READING
     from benchmarks.split import report_lines as split_lines
 
@@ -303,6 +306,7 @@ def main() -> None:
     from benchmarks.cold_start import bench_cold
     from benchmarks.edge import bench_aggregate, bench_modes, bench_sensor_modes
     from benchmarks.http_stages import bench_http_stages
+    from benchmarks.serve_vs_mlserver import bench_serve_vs_mlserver
     from benchmarks.pipeline import bench_pipeline
     from benchmarks.simulate import bench_simulate
     from benchmarks.split import bench_sensor_split, bench_split
@@ -319,6 +323,7 @@ def main() -> None:
         "http_64": bench_http(ctx, rows=64),
         "sqs": bench_sqs(ctx),
         "http_stages": bench_http_stages(ctx),
+        "serve_vs_mlserver": bench_serve_vs_mlserver(),
         "cold": bench_cold(),
         "asset": bench_asset(),
         "edge_modes": bench_modes(),
