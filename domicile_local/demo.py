@@ -45,6 +45,22 @@ def event_kind(event: Any) -> str:
     raise ValueError("not an HTTP (payload 2.0), IoT rule, SQS or S3 event")
 
 
+def http_body(answer: dict[str, Any]) -> Any:
+    """A function URL result's body for printing: JSON, or the JSON header of a binary tensor response."""
+    import base64
+
+    raw = answer.get("body") or ""
+    body = base64.b64decode(raw) if answer.get("isBase64Encoded") else str(raw).encode()
+    if not body:
+        return None
+    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+    length = int(headers.get("inference-header-content-length", len(body)))
+    header = json.loads(body[:length])
+    if length < len(body):  # said first: the printout is cut at the terminal's width
+        return {"binary tensor data after the JSON": f"{len(body) - length} bytes", **header}
+    return header
+
+
 def create_aggregation_tables(region: str) -> dict[str, str]:
     """The aggregates table, keyed as the stack declares it; its name as the function's env."""
     import boto3
@@ -123,8 +139,7 @@ def run_demo(events_dir: Path, cdk_out: Path, model_dir: Path | None = None) -> 
                 kind = event_kind(event)
                 if kind == "http":
                     answer = deployed(HTTP_HANDLER)(event, LambdaContext())
-                    body = json.loads(answer["body"]) if answer.get("body") else None
-                    _print(f"{path.name} -> HTTP {answer['statusCode']}", body)
+                    _print(f"{path.name} -> HTTP {answer['statusCode']}", http_body(answer))
                 elif kind == "iot":
                     answer = deployed(RULE_HANDLERS[event["kind"]])(event, LambdaContext())
                     sent = sqs.receive_message(QueueUrl=results_url, MaxNumberOfMessages=10).get("Messages", [])

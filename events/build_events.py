@@ -36,10 +36,13 @@ def _write(name: str, event: Any) -> None:
     (HERE / name).write_text(text)
 
 
-def http_event(method: str, path: str, body: dict[str, Any] | None, function_url: bool = False) -> dict[str, Any]:
+def http_event(
+    method: str, path: str, body: dict[str, Any] | bytes | None, function_url: bool = False,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     event = copy.deepcopy(_load("apigateway-http-api-proxy.json"))
     event.update(rawPath=path, rawQueryString="", cookies=[], queryStringParameters=None, stageVariables=None)
-    event["headers"] = {"content-type": "application/json", "host": "example"}
+    event["headers"] = headers or {"content-type": "application/json", "host": "example"}
     event["requestContext"]["http"].update(method=method, path=path)
     event["requestContext"]["requestId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, method + path))
     event["pathParameters"] = None
@@ -47,7 +50,8 @@ def http_event(method: str, path: str, body: dict[str, Any] | None, function_url
         event.pop("body", None)
         event["isBase64Encoded"] = False
     else:
-        event["body"] = base64.b64encode(json.dumps(body).encode()).decode()
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        event["body"] = base64.b64encode(raw).decode()
         event["isBase64Encoded"] = True
     if function_url:
         # A Function URL event is payload format 2.0 without API Gateway's routing fields.
@@ -59,6 +63,20 @@ def http_event(method: str, path: str, body: dict[str, Any] | None, function_url
         event.pop("pathParameters", None)
         event.pop("stageVariables", None)
     return event
+
+
+def binary_infer_event(rows: list[list[float]]) -> dict[str, Any]:
+    """An infer as tritonclient sends it by default: binary tensor data, binary outputs, a version in the path."""
+    import numpy as np
+
+    raw = np.asarray(rows, dtype="<f4").tobytes()
+    header = {"id": "demo-binary", "inputs": [{"name": "pixels", "shape": [len(rows), 64], "datatype": "FP32",
+              "parameters": {"binary_data_size": len(raw)}}], "parameters": {"binary_data_output": True}}  # fmt: skip
+    text = json.dumps(header).encode()
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(text)),
+               "host": "example"}  # fmt: skip
+    path = "/v2/models/digits-cloud/versions/1.0.0/infer"
+    return http_event("POST", path, text + raw, function_url=True, headers=headers)
 
 
 def _envelope(
@@ -108,6 +126,7 @@ def main() -> None:
         "function-url-infer.json",
         http_event("POST", "/v2/models/digits-edge/infer", infer_body, function_url=True),
     )
+    _write("function-url-infer-binary.json", binary_infer_event(rows[:2]))
     _write("http-metadata.json", http_event("GET", "/v2/models/digits-edge", None))
     _write("http-ready.json", http_event("GET", "/v2/health/ready", None))
     bad = {"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": rows[0][:63]}]}

@@ -14,6 +14,7 @@ def test_demo_answers_every_sample_event(synthesized):
     assert f"handled {len(list(EVENTS.glob('*.json')))} sample events" in out
     assert "http-infer.json -> HTTP 200" in out
     assert "http-infer-bad-shape.json -> HTTP 400" in out
+    assert "function-url-infer-binary.json -> HTTP 200" in out and "binary tensor data after the JSON" in out
     assert "s3-put.json -> s3://domicile-data-eu-central-1/results/batch-001.jsonl" in out
     assert '"batchItemFailures":[{"itemIdentifier"' in out
 

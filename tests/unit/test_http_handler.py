@@ -14,8 +14,10 @@ ROWS = [[float(v) for v in row] for row in TEST.x[:3]]
 
 
 def call(event, ctx):
+    from domicile_local.demo import http_body
+
     response = http_api.handler(event, ctx)
-    return response["statusCode"], (json.loads(response["body"]) if response.get("body") else None)
+    return response["statusCode"], http_body(response)
 
 
 def infer_event(body, model="digits-cloud", base64_encoded=False, path=None):
@@ -40,6 +42,7 @@ def oip(data, shape=None, datatype="FP32", name="pixels", **extra):
     [
         ("http-infer.json", 200),
         ("function-url-infer.json", 200),
+        ("function-url-infer-binary.json", 200),
         ("http-metadata.json", 200),
         ("http-ready.json", 200),
         ("http-infer-bad-shape.json", 400),
