@@ -68,6 +68,11 @@ async def main(base: str) -> dict[str, Any]:
         calls["infer"]["outputs/label-binary"] = await _infer(
             client, base, _tensor(INPUTS, "FP32", True), request_outputs=wanted
         )
+        at_limit = await _infer(client, base, _tensor(np.resize(INPUTS, (1024, 64)), "FP32", True))
+        calls["infer"]["rows/1024"] = {"labels": len(at_limit["label"])}
+        calls["errors"]["rows/1025"] = await _error(
+            _infer(client, base, _tensor(np.resize(INPUTS, (1025, 64)), "FP32", True))
+        )
         calls["errors"]["model_name"] = await _error(
             _infer(client, base, _tensor(INPUTS, "FP32", False), model_name="digits-edge")
         )

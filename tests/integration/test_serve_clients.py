@@ -167,6 +167,8 @@ def test_the_kserve_sdk_makes_every_call_it_has(served):
             answer["probabilities"], expected.probabilities, atol=1e-3 if "FP16" in case else 1e-6
         )
     assert calls["infer"]["outputs/label-binary"]["outputs"] == ["label"]
+    assert calls["infer"]["rows/1024"] == {"labels": 1024}
+    assert calls["errors"]["rows/1025"] == [400, "inputs[0].shape: batch of 1025 rows is over the limit of 1024"]
     assert calls["errors"]["model_name"] == [
         400,
         "model_name: is 'digits-edge', but the path names model 'digits-cloud'",
