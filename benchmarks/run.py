@@ -306,8 +306,8 @@ def main() -> None:
     from benchmarks.cold_start import bench_cold
     from benchmarks.edge import bench_aggregate, bench_modes, bench_sensor_modes
     from benchmarks.http_stages import bench_http_stages
-    from benchmarks.serve_vs_mlserver import bench_serve_vs_mlserver
     from benchmarks.pipeline import bench_pipeline
+    from benchmarks.serve_vs_mlserver import bench_serve_vs_mlserver
     from benchmarks.simulate import bench_simulate
     from benchmarks.split import bench_sensor_split, bench_split
 

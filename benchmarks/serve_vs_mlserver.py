@@ -20,8 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +42,12 @@ def _free_port() -> int:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/models/{MODEL}/ready", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)  # polling the readiness route, under the deadline
-    raise TimeoutError(f"{url} not ready in {READY_DEADLINE_S:.0f} s: {log.read_text()[-2000:]}")
+    from domicile_local.serve import wait_ready
+
+    try:
+        wait_ready(url, proc, READY_DEADLINE_S, f"/v2/models/{MODEL}/ready")
+    except (RuntimeError, TimeoutError) as err:
+        raise type(err)(f"{err}: {log.read_text()[-2000:]}") from err
 
 
 def _start_mlserver(folder: Path) -> tuple[subprocess.Popen[bytes], str]:

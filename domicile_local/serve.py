@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +182,25 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     status, headers, body = http_response(_function(event))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def wait_ready(url: str, proc: subprocess.Popen[Any], deadline_s: float, path: str = "/v2/health/ready") -> None:
+    """Until `GET url+path` answers 200 (a worker has loaded its sessions), within `deadline_s`.
+
+    Raises RuntimeError if the server process exits first, TimeoutError past the deadline.
+    """
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before {url} was ready")
+        try:
+            with urllib.request.urlopen(f"{url}{path}", timeout=5) as answer:
+                if answer.status == HTTPStatus.OK:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass  # not listening yet, or no worker ready
+        time.sleep(0.2)  # polling the readiness route, under the deadline
+    raise TimeoutError(f"{url}{path} did not answer 200 within {deadline_s:.0f} s")
 
 
 def serve(topology: Topology, host: str, port: int, workers: int, models: Path | None = None) -> None:

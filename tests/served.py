@@ -13,11 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domicile_local.serve import wait_ready
 from tests.conftest import ROOT
 
 RUNNING = re.compile(r"running on http://([\d.]+):(\d+)")
@@ -43,22 +42,15 @@ class Served:
         self.proc = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)  # fmt: skip
         threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + START_DEADLINE_S
+        started = time.monotonic()
         if not self._port_seen.wait(START_DEADLINE_S):
             self.stop()
             raise TimeoutError(f"domicile serve printed no address in {START_DEADLINE_S:.0f} s:\n{self.output}")
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"domicile serve exited with {self.proc.returncode}:\n{self.output}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=5) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)  # polling a readiness endpoint, under the deadline above
-        self.stop()
-        raise TimeoutError(f"domicile serve was not ready in {START_DEADLINE_S:.0f} s:\n{self.output}")
+        try:
+            wait_ready(self.url, self.proc, START_DEADLINE_S - (time.monotonic() - started))
+        except (RuntimeError, TimeoutError) as err:
+            self.stop()
+            raise type(err)(f"{err}:\n{self.output}") from err
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
