@@ -23,6 +23,10 @@ class PayloadTooLargeError(InputError):
     """A request body over the configured limit (HTTP 413)."""
 
 
+class UnsupportedEncodingError(InputError):
+    """A request body in a content coding this server does not decode (HTTP 415, RFC 9110 8.4)."""
+
+
 class ModelNotFoundError(DomicileError):
     """The caller named a model this deployment does not serve (HTTP 404)."""
 

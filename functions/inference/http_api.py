@@ -21,7 +21,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domicile import __version__
 from domicile.config.settings import HttpSettings, load_settings
-from domicile.errors import InputError, ModelNotFoundError, ModelVersionNotFoundError, PayloadTooLargeError
+from domicile.errors import (
+    InputError,
+    ModelNotFoundError,
+    ModelVersionNotFoundError,
+    PayloadTooLargeError,
+    UnsupportedEncodingError,
+)
 from domicile.models.registry import ModelEntry
 from domicile.wire.oip import EXTENSIONS, HEADER_LENGTH, decode_infer_request, encode_infer_response, model_metadata
 from functions.inference.router import HttpRequest, HttpResponse, Router, request_of
@@ -102,6 +108,9 @@ def respond(event: dict[str, Any]) -> HttpResponse:
     except PayloadTooLargeError as err:
         metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
         return _error(413, str(err), field=err.field, reason=err.reason)
+    except UnsupportedEncodingError as err:
+        metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
+        return _error(415, str(err), field=err.field, reason=err.reason)
     except InputError as err:
         metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
         logger.info("rejected request", extra={"field": err.field, "reason": err.reason})

@@ -17,11 +17,12 @@ import base64
 import binascii
 import json
 import re
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from domicile.errors import InputError, PayloadTooLargeError
+from domicile.errors import InputError, PayloadTooLargeError, UnsupportedEncodingError
 
 JSON = "application/json"
 
@@ -78,7 +79,31 @@ def request_of(event: Mapping[str, Any], max_body_bytes: int) -> HttpRequest:
     if len(body) > max_body_bytes:
         raise PayloadTooLargeError("body", f"{len(body)} bytes is over the limit of {max_body_bytes}")
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    coding = headers.get("content-encoding", "identity").strip().lower()
+    if coding != "identity":
+        body = inflate(body, coding, max_body_bytes)
     return HttpRequest(str(http.get("method", "GET")).upper(), str(event.get("rawPath") or "/"), headers, body)
+
+
+# Content codings a request may use, as tritonclient's `request_compression_algorithm` sends them
+# (Triton's HTTP protocol docs, "Compression"): gzip, and deflate in its zlib wrapping (RFC 9110 8.4.1).
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflate(body: bytes, coding: str, max_body_bytes: int) -> bytes:
+    """`body` decompressed, never past the body limit (a small bomb stays small)."""
+    if coding not in _WBITS:
+        raise UnsupportedEncodingError("Content-Encoding", f"{coding!r} is not supported; send gzip, deflate or none")
+    decompressor = zlib.decompressobj(_WBITS[coding])
+    try:
+        out = decompressor.decompress(body, max_body_bytes + 1)
+    except zlib.error as exc:
+        raise InputError("body", f"is not valid {coding} data ({exc})") from exc
+    if len(out) > max_body_bytes:
+        raise PayloadTooLargeError("body", f"inflates past the limit of {max_body_bytes} bytes")
+    if not decompressor.eof:
+        raise InputError("body", f"its {coding} data ends early")
+    return out
 
 
 Handler = Callable[..., HttpResponse]

@@ -86,6 +86,13 @@ def test_requested_outputs_binary_or_json_and_a_version_in_the_path(client):
     np.testing.assert_array_equal(result.as_numpy("label"), LOCAL.predict("digits-edge", X).labels)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_and_a_compressed_answer_asked_for(client, algorithm):
+    result = client.infer("digits-cloud", [infer_input(X, "FP32")], request_compression_algorithm=algorithm,
+                          response_compression_algorithm=algorithm)  # fmt: skip
+    np.testing.assert_array_equal(result.as_numpy("label"), LOCAL.predict("digits-cloud", X).labels)
+
+
 def test_a_batch_at_the_row_limit_passes_and_one_more_row_is_refused(client):
     rows = np.resize(X, (1024, 64)).astype(np.float32)
     assert client.infer("digits-cloud", [infer_input(rows, "FP32")]).as_numpy("label").shape == (1024,)

@@ -6,10 +6,12 @@ with `isBase64Encoded` true has its body decoded by Lambda before it reaches the
 """
 
 import base64
+import gzip
+import zlib
 
 import pytest
 
-from domicile.errors import InputError, PayloadTooLargeError
+from domicile.errors import InputError, PayloadTooLargeError, UnsupportedEncodingError
 from functions.inference.router import HttpRequest, HttpResponse, Router, request_of
 
 
@@ -99,3 +101,31 @@ def test_text_and_binary_results():
 def test_a_request_without_a_method_or_path_defaults_safely():
     request = request_of({}, 10)
     assert request == HttpRequest("GET", "/", {}, b"")
+
+
+@pytest.mark.parametrize(("coding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress)])
+def test_a_compressed_body_is_inflated(coding, compress):
+    raw = b'{"inputs": []}' * 10
+    packed = base64.b64encode(compress(raw)).decode()
+    request = request_of(event("POST", body=packed, encoded=True, headers={"Content-Encoding": coding.upper()}), 1000)
+    assert request.body == raw
+
+
+def test_a_compressed_body_is_held_to_the_limit_once_inflated():
+    bomb = base64.b64encode(gzip.compress(b"0" * 1_000_000)).decode()  # about 1 KB on the wire
+    with pytest.raises(PayloadTooLargeError, match="inflates past the limit of 4096 bytes"):
+        request_of(event("POST", body=bomb, encoded=True, headers={"content-encoding": "gzip"}), 4096)
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "error", "message"),
+    [
+        ("br", b"x", UnsupportedEncodingError, "^Content-Encoding: 'br' is not supported"),
+        ("gzip", b"not gzip", InputError, "^body: is not valid gzip data"),
+        ("gzip", gzip.compress(b"x" * 100)[:-12], InputError, "^body: its gzip data ends early"),
+    ],
+)
+def test_bad_or_unknown_codings_are_refused(coding, body, error, message):
+    packed = base64.b64encode(body).decode()
+    with pytest.raises(error, match=message):
+        request_of(event("POST", body=packed, encoded=True, headers={"content-encoding": coding}), 1000)
