@@ -28,7 +28,9 @@ _PREFIX = r"^[A-Za-z0-9!_.*'()/-]+/$"  # an S3 key prefix ending in '/'
 class FunctionSettings(BaseModel):
     """What every function of a regional stack knows: where it runs, and whose data it may touch."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # defer_build: a function parses one of these classes, once; building the others' validators at
+    # import would only lengthen its cold start.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     aws_region: str
     jurisdiction: str
