@@ -37,7 +37,10 @@ def _write(name: str, event: Any) -> None:
 
 
 def http_event(
-    method: str, path: str, body: dict[str, Any] | bytes | None, function_url: bool = False,
+    method: str,
+    path: str,
+    body: dict[str, Any] | bytes | None,
+    function_url: bool = False,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     event = copy.deepcopy(_load("apigateway-http-api-proxy.json"))
