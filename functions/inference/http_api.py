@@ -101,20 +101,19 @@ def infer(request: HttpRequest, name: str, version: str | None = None) -> HttpRe
     return HttpResponse(200, body, {"Content-Type": OCTET_STREAM, HEADER_LENGTH: str(header_length)})
 
 
+# The caller's errors, most specific first: each answers with its status, naming the field.
+_INPUT_STATUS = ((PayloadTooLargeError, 413), (UnsupportedEncodingError, 415), (InputError, 400))
+
+
 def respond(event: dict[str, Any]) -> HttpResponse:
     """The event's response, with the errors a caller can fix turned into 4xx naming the field."""
     try:
         return router.resolve(request_of(event, settings.max_body_bytes))
-    except PayloadTooLargeError as err:
-        metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
-        return _error(413, str(err), field=err.field, reason=err.reason)
-    except UnsupportedEncodingError as err:
-        metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
-        return _error(415, str(err), field=err.field, reason=err.reason)
     except InputError as err:
         metrics.add_metric(name="BadInput", unit=MetricUnit.Count, value=1)
         logger.info("rejected request", extra={"field": err.field, "reason": err.reason})
-        return _error(400, str(err), field=err.field, reason=err.reason)
+        status = next(code for kind, code in _INPUT_STATUS if isinstance(err, kind))
+        return _error(status, str(err), field=err.field, reason=err.reason)
     except ModelNotFoundError as err:
         return _error(404, str(err), field="model_name", reason="unknown model")
     except ModelVersionNotFoundError as err:

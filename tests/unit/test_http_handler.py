@@ -128,3 +128,15 @@ def test_unknown_route_is_404(lambda_context):
     code, answer = call(event, lambda_context)
     assert code == 404
     assert "/v3/everything" in answer["error"]
+
+
+def test_compressed_bodies_are_inflated_and_an_unknown_coding_is_415(lambda_context):
+    import gzip
+
+    event = infer_event(oip(ROWS[:1]), base64_encoded=True)
+    event["body"] = base64.b64encode(gzip.compress(json.dumps(oip(ROWS[:1])).encode())).decode()
+    event["headers"]["content-encoding"] = "gzip"
+    assert call(event, lambda_context)[0] == 200
+    event["headers"]["content-encoding"] = "br"
+    code, answer = call(event, lambda_context)
+    assert code == 415 and answer["field"] == "Content-Encoding" and "'br' is not supported" in answer["reason"]
