@@ -118,28 +118,31 @@ class BatchWrite:
         return len(self.envelopes) + len(self.rows) + len(self.drift_rows)
 
 
-def merged_rows(envelopes: Iterable[ResultEnvelope]) -> tuple[AggregateDelta, ...]:
+def _merged(deltas: Iterable[AggregateDelta]) -> tuple[AggregateDelta, ...]:
     rows: dict[tuple[str, str], AggregateDelta] = {}
-    for envelope in envelopes:
-        delta = delta_of(envelope)
+    for delta in deltas:
         rows[delta.row] = rows[delta.row].plus(delta) if delta.row in rows else delta
     return tuple(rows.values())
 
 
+def merged_rows(envelopes: Iterable[ResultEnvelope]) -> tuple[AggregateDelta, ...]:
+    return _merged(delta_of(envelope) for envelope in envelopes)
+
+
 def batch_writes(envelopes: Sequence[ResultEnvelope], limit: int = MAX_TRANSACTION_ACTIONS) -> list[BatchWrite]:
     """The envelopes (distinct message ids) in as few transactions of at most `limit` actions as fit, in order."""
-    groups: list[list[ResultEnvelope]] = []
+    groups: list[list[tuple[ResultEnvelope, AggregateDelta]]] = []  # each envelope with its delta, computed once
     rows: set[tuple[str, str]] = set()  # count and drift rows the last group touches
     for envelope in envelopes:
         delta = delta_of(envelope)
         touched = {delta.row} | ({(delta.drift_pk, delta.hour)} if delta.input_bins else set())
         if groups and len(groups[-1]) + 1 + len(rows | touched) <= limit:
-            groups[-1].append(envelope)
+            groups[-1].append((envelope, delta))
             rows |= touched
         else:
-            groups.append([envelope])
+            groups.append([(envelope, delta)])
             rows = touched
-    return [BatchWrite(tuple(group), merged_rows(group)) for group in groups]
+    return [BatchWrite(tuple(e for e, _ in group), _merged(d for _, d in group)) for group in groups]
 
 
 def archive_objects(envelopes: Iterable[ResultEnvelope]) -> dict[str, bytes]:
