@@ -6,9 +6,9 @@ Lambda's "Lambda parameters for Amazon SQS event source mappings" page), the rec
 delivers, and with `ReportBatchItemFailures` only the
 records the function did not name as failed are deleted; the others come back after the queue's
 visibility timeout (and reach the DLQ after `maxReceiveCount`). Contract tests:
-tests/unit/test_sqs_poller.py. Not followed: the 6 MB payload limit of a batch (this app's messages
-are envelopes of 5 KB at most, 100 a batch), and Lambda's long polling (this poller asks an empty
-queue again every IDLE_POLL_S).
+tests/unit/test_sqs_poller.py. Like Lambda's pollers it long-polls ("Lambda polls the queue ... using
+long polling"), but for LONG_POLL_S rather than 20 s, so that a stop is prompt. Not followed: the
+6 MB payload limit of a batch (this app's messages are envelopes of 5 KB at most, 100 a batch).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from domicile_local.sim.faults import FaultInjector
 from domicile_local.sim.workers import LambdaFunction
 
 SQS_MAX_RECEIVE = 10  # ReceiveMessage's MaxNumberOfMessages limit
-IDLE_POLL_S = 0.05  # an empty queue is asked again after this long
+LONG_POLL_S = 1  # ReceiveMessage's WaitTimeSeconds on an empty queue: moto answers as soon as a message comes
+WINDOW_POLL_S = 0.05  # inside a batching window shorter than a second, the queue is asked again after this long
 
 
 class InFlight:
@@ -94,18 +95,19 @@ class SqsPoller:
         messages: list[dict[str, Any]] = []
         closes = None  # when the window that the first message opened closes
         while len(messages) < self.batch_size:
+            left = LONG_POLL_S if closes is None else int(closes - time.monotonic())  # whole seconds, as SQS takes
             self.calls["sqs.ReceiveMessage"] += 1
             got = self.sqs.receive_message(
                 QueueUrl=self.url, MaxNumberOfMessages=min(SQS_MAX_RECEIVE, self.batch_size - len(messages)),
-                AttributeNames=["All"], MessageAttributeNames=["All"],
+                AttributeNames=["All"], MessageAttributeNames=["All"], WaitTimeSeconds=max(0, min(20, left)),
             ).get("Messages", [])  # fmt: skip
             messages += got
             if messages and closes is None:
                 closes = time.monotonic() + self.window_s
             if not messages or closes is None or time.monotonic() >= closes:
                 break
-            if not got:
-                time.sleep(min(IDLE_POLL_S, max(0.0, closes - time.monotonic())))  # the window is still open
+            if not got and left <= 0:
+                time.sleep(min(WINDOW_POLL_S, max(0.0, closes - time.monotonic())))  # the window is still open
         return messages
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
@@ -125,9 +127,8 @@ class SqsPoller:
     def run(self, stop: threading.Event) -> None:
         held: list[dict[str, Any]] = []  # held back from the last batch (--fault reorder)
         while not stop.is_set():
-            messages = self._receive()
+            messages = self._receive()  # an empty queue made it wait up to LONG_POLL_S
             if not messages and not held:
-                time.sleep(IDLE_POLL_S)
                 continue
             self.inflight.add(+1)
             try:
