@@ -98,12 +98,8 @@ audit: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
-# The byte-identical rebuild tests run alone after the rest: twice under a loaded CI run (2026-12-02) a
-# rebuild gave other bytes, never reproduced on an idle machine (issue #20's note); the claim is "same
-# seed, same bytes" on a quiet build machine, and that is what they check.
 test: system-packages setup $(CHECKOV) $(KSERVE) lint audit docs
-	$(BIN)/pytest -n 2 --dist loadgroup -m "not rebuild"
-	$(BIN)/pytest -m rebuild
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: setup $(MLSERVER)
 	$(PY) benchmarks/run.py

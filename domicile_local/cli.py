@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -514,9 +515,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BUILD_COMMANDS = (("models", "build"), ("split", "build"))  # they export ONNX: the hash seed decides the bytes
+
+
+def _with_build_hash_seed(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """A build restarts the command under PYTHONHASHSEED=0 (domicile/models/blas.py says why).
+
+    Called in-process (`argv` given), it refuses instead: replacing the caller's process is not its call.
+    """
+    from domicile.models.blas import BUILD_HASH_SEED, hash_seed_pinned
+
+    if (args.command, getattr(args, "action", None)) not in BUILD_COMMANDS or hash_seed_pinned(os.environ):
+        return
+    if argv is not None:
+        raise DomicileError(
+            f"PYTHONHASHSEED: a build's ONNX bytes follow the hash seed; run it with PYTHONHASHSEED={BUILD_HASH_SEED} "
+            "(the domicile command does)"
+        )
+    sys.stdout.flush()
+    env = {**os.environ, "PYTHONHASHSEED": BUILD_HASH_SEED}
+    os.execve(sys.executable, [sys.executable, "-m", "domicile_local.cli", *sys.argv[1:]], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _with_build_hash_seed(args, argv)
         return int(args.run(args))
     except DomicileError as err:
         print(f"domicile: error: {err}", file=sys.stderr)

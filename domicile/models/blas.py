@@ -8,6 +8,13 @@ summation order too). numpy dispatches its own loops the same way: on an AVX-512
 its AVX-512 targets are switched off too (`NPY_DISABLE_CPU_FEATURES`, numpy's "CPU build options"
 page). Both choices are made when the libraries load, so `pin_kernels` must run before numpy is
 imported: the `domicile` command and the tests call it first thing.
+
+The ONNX export needs a fixed hash seed too. skl2onnx gathers the (domain, version) pairs a graph
+uses in a set and writes `opset_import` in that set's iteration order, which follows the string
+hashes Python randomizes per process: with PYTHONHASHSEED=53 the digits cloud model lists
+`ai.onnx.ml` before the default domain and its bytes differ (about one interpreter in sixty, the
+rebuild failures seen on 2026-12-02). Builds run with PYTHONHASHSEED=0 (`BUILD_HASH_SEED`), which
+gives the registry's bytes; the `domicile` command restarts itself with it for the build commands.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from contextlib import contextmanager
 from domicile.errors import ConfigError
 
 PINNED_CORETYPE = "Haswell"
+BUILD_HASH_SEED = "0"  # the PYTHONHASHSEED the registry's models were exported under
 # numpy's dispatch targets above x86-64-v3 (AVX2); the names are numpy 2.x's, see `np.show_runtime()`.
 NUMPY_TARGETS_OFF = ("X86_V4", "AVX512_ICL", "AVX512_SPR")
 
@@ -83,6 +91,10 @@ def check_blas_kernels(libraries: list[dict[str, object]]) -> None:
                 f"byte-identical to the registry's; run the build with OPENBLAS_CORETYPE={PINNED_CORETYPE} "
                 "(the domicile command sets it when it starts)"
             )
+
+
+def hash_seed_pinned(environ: Mapping[str, str]) -> bool:
+    return environ.get("PYTHONHASHSEED") == BUILD_HASH_SEED
 
 
 @contextmanager

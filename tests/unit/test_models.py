@@ -68,6 +68,26 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
         assert versions == committed.versions[name] and first.stages[name] == committed.stages[name]
 
 
+@pytest.mark.rebuild
+def test_a_build_under_any_hash_seed_writes_the_registrys_bytes(tmp_path):
+    """skl2onnx orders opset imports by set iteration: PYTHONHASHSEED=53 once exported other cloud bytes."""
+
+    env = {**os.environ, "PYTHONHASHSEED": "53"}
+    done = run_cli("models", "build", "--seed", "7", "--out", str(tmp_path / "r"), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    built, committed = load_manifest(tmp_path / "r"), load_manifest(MODELS)
+    for name, entry in built.models.items():
+        assert entry.sha256 == committed.versions[name][entry.version].sha256, name
+
+
+def test_a_build_called_in_process_without_the_hash_seed_is_refused(monkeypatch, tmp_path):
+    from domicile_local.cli import main
+
+    monkeypatch.setenv("PYTHONHASHSEED", "random")
+    assert main(["models", "build", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+
+
 def test_splits_are_disjoint_and_stratified():
     splits = load_digits_splits()
     sizes = [len(s.y) for s in (splits.train, splits.validation, splits.test)]
