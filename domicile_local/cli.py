@@ -323,8 +323,6 @@ def _serve(args: argparse.Namespace) -> int:
     from domicile.config.topology import load_topology
     from domicile_local.serve import serve
 
-    if args.workers < 1:
-        raise DomicileError(f"--workers: must be at least 1, got {args.workers}")
     serve(load_topology(args.topology), args.host, args.port, args.workers, Path(args.models) if args.models else None)
     return 0
 
@@ -497,7 +495,11 @@ def _add_demo(commands: Any) -> None:
     serve.add_argument("--topology", help="topology file: the home region and cloud model (default: domicile.toml)")
     serve.add_argument("--models", help="registry folder (default: ./models, or the embedded registry)")
     serve.add_argument(
-        "--workers", type=int, default=1, help="processes, each with its own ORT sessions, as Lambda instances"
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="processes, each with its own ORT sessions, as Lambda instances",
     )
     serve.set_defaults(run=_serve)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from domicile.config.project import registry_dir
-from domicile.config.topology import ModelRole, Topology
+from domicile.config.topology import Topology
 
 HANDLER = "functions.inference.http_api.handler"  # the template's handler for the HTTP function
 APP = "domicile_local.serve:app"
@@ -50,7 +50,8 @@ def handler_environment(topology: Topology, models: Path | None = None) -> dict[
         "JURISDICTION": jurisdiction,
         "ALLOWED_REGIONS": ",".join(topology.regions_of(jurisdiction)),
         "MODEL_DIR": str(registry_dir(models)),
-        "DEFAULT_MODEL": topology.model_for(ModelRole.CLOUD).name,
+        # As the regional stack sets it: the cloud model of the region's first fleet.
+        "DEFAULT_MODEL": next(iter(topology.cloud_models_in(region).values())),
         "POWERTOOLS_SERVICE_NAME": "domicile-inference",
         "POWERTOOLS_METRICS_NAMESPACE": "Domicile",
         "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines go to CloudWatch in Lambda; here they are noise

@@ -2,7 +2,7 @@
 
 The HTTP entry point makes no AWS call and does not import this: the X-Ray SDK (and the botocore
 it patches) cost about 60 ms of every cold start, and Lambda's active tracing records that
-function's invocation and init segments without it (BENCHMARKS.md, docs/reliability.md).
+function's invocation and init segments without it (BENCHMARKS.md, docs/inference.md).
 """
 
 from __future__ import annotations

@@ -85,3 +85,10 @@ def test_the_function_environment_comes_from_the_topology():
     assert env["AWS_REGION"] == region and env["JURISDICTION"] == topology.jurisdiction_of_region(region)
     assert env["DEFAULT_MODEL"] == "digits-cloud" and env["MODEL_DIR"].endswith("models")
     assert region in env["ALLOWED_REGIONS"].split(",")
+
+
+def test_serve_refuses_fewer_than_one_worker():
+    from tests.conftest import run_cli
+
+    done = run_cli("serve", "--workers", "0", timeout=60)
+    assert done.returncode == 2 and "argument --workers: needs at least 1, got 0" in done.stderr
