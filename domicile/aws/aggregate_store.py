@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from domicile.aws.batch_get import batch_get
 from domicile.cloud.aggregation import AggregateDelta, BatchWrite, archive_objects, batch_writes, merged_rows
+from domicile.models.drift import HistogramKey
 from domicile.wire.envelope import ResultEnvelope
 from domicile.wire.keys import AGGREGATES_KEY, AGGREGATES_TTL, MARKER_SORT_KEY, drift_pk, marker_pk
 
@@ -101,7 +104,7 @@ class AggregateStore:
         self.bucket = bucket
 
     def archive(self, envelopes: list[ResultEnvelope]) -> list[str]:
-        """One JSON-lines object per jurisdiction, fleet and day; a redelivered batch rewrites the same bytes."""
+        """One JSON-lines object per jurisdiction and day; a redelivered batch rewrites the same bytes."""
         objects = archive_objects(envelopes)
         for key, body in objects.items():
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
@@ -153,9 +156,14 @@ class AggregateStore:
         for envelope in write.envelopes:
             outcome.failed[str(envelope.message_id)] = reason
 
-    def input_histogram(self, fleet: str, model: str, hour: str, bins: int) -> list[int]:
-        """The fleet's input bin counts for a model and hour (zeros where nothing arrived)."""
-        item = self.dynamodb.get_item(
-            TableName=self.table, Key=_key(drift_pk(fleet, model), hour), ConsistentRead=True
-        ).get("Item", {})
-        return [int(float(item[f"bin_{b}"]["N"])) if f"bin_{b}" in item else 0 for b in range(bins)]
+    def input_histograms(self, keys: Sequence[HistogramKey], bins: int) -> dict[HistogramKey, list[int]]:
+        """Each (fleet, model, hour)'s input bin counts, zeros where nothing arrived: one BatchGetItem a 100."""
+        wanted = {(drift_pk(fleet, model), hour): (fleet, model, hour) for fleet, model, hour in keys}
+        found = {
+            (item[_PK]["S"], item[str(_SK)]["S"]): item
+            for item in batch_get(self.dynamodb, self.table, [_key(pk, hour) for pk, hour in wanted])
+        }
+        return {
+            key: [int(float(found.get(row, {}).get(f"bin_{b}", {"N": "0"})["N"])) for b in range(bins)]
+            for row, key in wanted.items()
+        }

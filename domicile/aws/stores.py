@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from domicile.aws.batch_get import batch_get
 from domicile.aws.quarantine import QUARANTINE_PREFIX
 from domicile.cloud.aggregation import ARCHIVE_PREFIX
 from domicile.cloud.books import DeadLetter, StoreContents, cases_in, cases_in_text
-from domicile.wire.keys import AGGREGATES_KEY, MARKER_SORT_KEY, RowKind, marker_pk, row_kind
+from domicile.wire.keys import AGGREGATES_KEY, MARKER_PREFIX, MARKER_SORT_KEY, RowKind, marker_pk, row_kind
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 else:
     DynamoDBClient = S3Client = SQSClient = Any
 
-BATCH_GET_MAX = 100  # BatchGetItem's limit on keys per call
 SQS_RECEIVE_MAX = 10  # ReceiveMessage's MaxNumberOfMessages limit
 PEEK_VISIBILITY_S = 120  # long enough to page through a DLQ without seeing a message twice
 
@@ -59,16 +59,9 @@ def archived_envelopes(s3: S3Client, bucket: str) -> dict[str, dict[str, Any]]:
 
 
 def counted_ids(dynamodb: DynamoDBClient, table: str, envelope_ids: list[str]) -> set[str]:
-    """The envelope ids whose `counted` marker exists (BatchGetItem, unprocessed keys asked again)."""
-    found: set[str] = set()
-    for start in range(0, len(envelope_ids), BATCH_GET_MAX):
-        keys: list[Any] = [{_PK: {"S": marker_pk(i)}, str(_SK): {"S": MARKER_SORT_KEY}}
-                           for i in envelope_ids[start : start + BATCH_GET_MAX]]  # fmt: skip
-        while keys:
-            got: Any = dynamodb.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
-            found |= {item[_PK]["S"].removeprefix("msg#") for item in got["Responses"].get(table, [])}
-            keys = list(got.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
-    return found
+    """The envelope ids whose `counted` marker exists."""
+    keys = [{_PK: {"S": marker_pk(i)}, str(_SK): {"S": MARKER_SORT_KEY}} for i in envelope_ids]
+    return {item[_PK]["S"].removeprefix(MARKER_PREFIX) for item in batch_get(dynamodb, table, keys)}
 
 
 def counted_in_table(dynamodb: DynamoDBClient, table: str) -> int:

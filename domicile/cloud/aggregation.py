@@ -3,7 +3,7 @@
 A batch is counted in as few DynamoDB transactions as the service allows: each holds a marker per
 envelope and one update per aggregate row the envelopes touch, merged (a transaction may not name one
 item twice), within the 100 actions TransactWriteItems takes ("Amazon DynamoDB transactions", the
-developer guide's limits). It is archived as one JSON-lines object per jurisdiction, fleet and day.
+developer guide's limits). It is archived as one JSON-lines object per jurisdiction and day.
 """
 
 from __future__ import annotations
@@ -146,14 +146,15 @@ def batch_writes(envelopes: Sequence[ResultEnvelope], limit: int = MAX_TRANSACTI
 
 
 def archive_objects(envelopes: Iterable[ResultEnvelope]) -> dict[str, bytes]:
-    """Key -> JSON lines: one object per jurisdiction, fleet and day of the batch, partitioned by them.
+    """Key -> JSON lines: one object per jurisdiction and day of the batch (one a batch, nearly always).
 
-    The name is a digest of the message ids it holds and the lines are sorted by message id, so a
-    batch delivered again writes the same bytes under the same key.
+    Not one per fleet: a PUT per fleet and batch was most of a small batch's calls, and each line
+    names its fleet. The name is a digest of the message ids it holds and the lines are sorted by
+    message id, so a batch delivered again writes the same bytes under the same key.
     """
     groups: dict[str, dict[str, str]] = {}
     for envelope in envelopes:
-        folder = f"{ARCHIVE_PREFIX}{envelope.jurisdiction}/{envelope.fleet}/{envelope.produced_at:%Y/%m/%d}"
+        folder = f"{ARCHIVE_PREFIX}{envelope.jurisdiction}/{envelope.produced_at:%Y/%m/%d}"
         groups.setdefault(folder, {})[str(envelope.message_id)] = envelope.model_dump_json(exclude_none=True)
     out: dict[str, bytes] = {}
     for folder, lines in groups.items():

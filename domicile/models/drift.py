@@ -75,19 +75,24 @@ class DriftVerdict:
     psi: float
 
 
+HistogramKey = tuple[str, str, str]  # (fleet, model as name@version, hour)
+
+
 class DriftWatch:
     """The (fleet, model, hour) histograms one batch of results added to, and their PSI afterwards.
 
-    `baselines` are the registry's, by `name@version`; `histogram(fleet, model, hour, bins)` reads a
-    histogram as the store holds it, once every result of the batch is counted.
+    `baselines` are the registry's, by `name@version`; `histograms(keys, bins)` reads the histograms as
+    the store holds them, all in one read, once every result of the batch is counted.
     """
 
     def __init__(
-        self, baselines: Mapping[str, InputBaseline], histogram: Callable[[str, str, str, int], list[int]]
+        self,
+        baselines: Mapping[str, InputBaseline],
+        histograms: Callable[[Sequence[HistogramKey], int], dict[HistogramKey, list[int]]],
     ) -> None:
         self.baselines = baselines
-        self.histogram = histogram
-        self._touched: set[tuple[str, str, str]] = set()
+        self.histograms = histograms
+        self._touched: set[HistogramKey] = set()
 
     def note(self, fleet: str, model: str, hour: str) -> None:
         """A result with input bins was counted for this fleet, model and hour."""
@@ -96,10 +101,16 @@ class DriftWatch:
 
     def verdicts(self) -> list[DriftVerdict]:
         """PSI of each touched histogram with enough cases for a verdict."""
+        if not self._touched:
+            return []
+        touched = sorted(self._touched)
+        # One read for all of them; bins beyond a model's own count are absent and read as zeros.
+        counts_of = self.histograms(touched, max(len(self.baselines[m].expected) for _, m, _ in touched))
         out = []
-        for fleet, model, hour in sorted(self._touched):
-            baseline = self.baselines[model]
-            counts = self.histogram(fleet, model, hour, len(baseline.expected))
+        for key in touched:
+            fleet, model, hour = key
+            expected = self.baselines[model].expected
+            counts = counts_of[key][: len(expected)]
             if sum(counts) >= MIN_CASES:  # fewer cases give noise, not a verdict
-                out.append(DriftVerdict(fleet, model, hour, sum(counts), round(psi(counts, baseline.expected), 4)))
+                out.append(DriftVerdict(fleet, model, hour, sum(counts), round(psi(counts, expected), 4)))
         return out

@@ -1,7 +1,7 @@
 """Aggregate function: SQS batches of result envelopes -> DynamoDB aggregates + S3 archive, a batch at a time.
 
 The whole batch is parsed first; a malformed record fails alone (partial batch response: retried, then
-dead-lettered, never dropped). The rest is archived as one object per fleet and day and counted in as
+dead-lettered, never dropped). The rest is archived as one object per jurisdiction and day and counted in as
 few transactions as DynamoDB allows, each with a `msg#<id>` marker per envelope written on condition it
 does not exist (domicile.aws.aggregate_store): that marker is what makes a count exactly-once, so no
 per-message idempotency record is kept (it cost two calls per envelope and added nothing the marker
@@ -160,7 +160,7 @@ def report_drift(drift: DriftWatch) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    drift = DriftWatch(baselines, store.input_histogram)  # this batch's: it never outlives the call
+    drift = DriftWatch(baselines, store.input_histograms)  # this batch's: it never outlives the call
     batch = aggregate([SQSRecord(r) for r in event.get("Records", [])], drift)
     response = process_partial_response(
         event=event, record_handler=partial(answer, batch), processor=processor, context=context

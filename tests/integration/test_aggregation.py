@@ -132,7 +132,7 @@ def test_a_batch_is_archived_in_region_as_one_object_a_redelivery_rewrites_ident
     aggregate.handler(event, lambda_context)
     s3 = boto3.client("s3", region_name=REGION)
     (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="archive/")["Contents"]]
-    assert key.startswith("archive/eu/munich-line/2026/11/24/batch-") and key.endswith(".jsonl")
+    assert key.startswith("archive/eu/2026/11/24/batch-") and key.endswith(".jsonl")
     first = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     lines = [json.loads(line) for line in first.decode().splitlines()]
     ids = {json.loads(r["body"]).get("message_id") for r in event["Records"][:3]}
@@ -260,3 +260,23 @@ def test_drift_is_reported_per_fleet_once_enough_cases_arrived(aggregate, lambda
     assert reported["faded"]["model"] == "digits-edge@1.0.0" and reported["faded"]["cases"] == 300
     (directive,) = reported["faded"]["_aws"]["CloudWatchMetrics"]
     assert directive["Dimensions"] == [["Fleet"]]  # exactly what the per-fleet alarm watches
+
+
+def test_two_fleets_in_one_batch_cost_one_put_one_transaction_and_one_drift_read(aggregate, lambda_context):
+    """The per-batch floor: a batch's calls do not grow with the fleets (or drift rows) in it."""
+    record = load_event("sqs-results.json")["Records"][0]
+    bins = [i % 10 for i in range(120)]
+    bodies = [_envelope_with_bins(fleet, bins, n) for n, fleet in enumerate(["north", "south", "north", "south"])]
+    writes, reads = _calls(aggregate, "TransactWriteItems"), _calls(aggregate, "BatchGetItem")
+    gets = _calls(aggregate, "GetItem")
+    puts: list[dict[str, Any]] = []
+    aggregate.s3.meta.events.register("before-parameter-build.s3.PutObject", lambda params, **_: puts.append(params))
+    records = [{**record, "messageId": f"m{n}", "body": json.dumps(b)} for n, b in enumerate(bodies)]
+    assert aggregate.handler({"Records": records}, lambda_context) == {"batchItemFailures": []}
+    assert (len(writes), len(puts), len(reads), len(gets)) == (1, 1, 1, 0)
+    (read,) = reads
+    assert len(read["RequestItems"][AGGREGATES_TABLE]["Keys"]) == 2  # both fleets' histograms, in one call
+    s3 = boto3.client("s3", region_name=REGION)
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="archive/")["Contents"]]
+    lines = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    assert sorted(json.loads(line)["fleet"] for line in lines) == ["north", "north", "south", "south"]

@@ -81,7 +81,7 @@ def test_books_of_a_deployment_list_a_dlq_message_counted_before_apart_and_a_los
     counted, lost = _envelope(1), _envelope(2)
     # What the aggregate function leaves: both archived, only `counted` counted (its marker and its row).
     archive = "".join(json.dumps(e) + "\n" for e in (counted, lost))
-    client("s3").put_object(Bucket=stores.bucket, Key="archive/eu/munich-line/2026/11/24/batch-x.jsonl", Body=archive)
+    client("s3").put_object(Bucket=stores.bucket, Key="archive/eu/2026/11/24/batch-x.jsonl", Body=archive)
     client("dynamodb").put_item(TableName=stores.aggregates_table,
                                 Item={"pk": {"S": f"msg#{counted['message_id']}"}, "sk": {"S": "counted"}})  # fmt: skip
     client("dynamodb").put_item(TableName=stores.aggregates_table, Item={
