@@ -19,53 +19,17 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domicile.errors import InputError
 from domicile.models.registry import ModelEntry
 from domicile.models.runtime import Predictions
 from domicile.models.validation import OIP_NUMERIC_DATATYPES, as_datatype, input_batch
 from domicile.wire.json_object import json_object
+from domicile.wire.oip_request import InferInput, InferRequest, read_infer_request
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ("binary_tensor_data",)  # what server metadata advertises: the extensions served here
 HEADER_LENGTH = "Inference-Header-Content-Length"
-
-
-class InferInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    shape: list[int] = Field(min_length=1, max_length=8)
-    datatype: str
-    # Validated as a whole by input_batch (numpy), not item by item: a case is many values.
-    # Absent when the tensor travels as binary data after the JSON.
-    data: Any = None
-    parameters: dict[str, Any] | None = None
-
-    @field_validator("data")
-    @classmethod
-    def _is_list(cls, data: Any) -> Any:
-        if data is not None and not isinstance(data, list):
-            raise ValueError("must be an array")
-        return data
-
-
-class RequestedOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    parameters: dict[str, Any] | None = None
-
-
-class InferRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = Field(default=None, max_length=256)
-    # Not in the spec's request object, but sent by the KServe SDK and in Triton's examples: when
-    # given, each must name what the path names.
-    model_name: str | None = None
-    model_version: str | None = None
-    parameters: dict[str, Any] | None = None
-    inputs: list[InferInput] = Field(min_length=1, max_length=1)
-    outputs: list[RequestedOutput] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,13 +41,6 @@ class InferResponse:
 
     def body(self) -> bytes:
         return json.dumps(self.header, separators=(",", ":")).encode() + self.binary
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
 
 
 def datatype_of(dtype: str) -> str:
@@ -178,11 +135,7 @@ def decode_infer_request(
     raw = body.encode() if isinstance(body, str) else body
     header, binary = split_body(raw, header_length)
     parsed = json_object(header, "body", "must be a JSON object with an `inputs` array")
-    try:
-        request = InferRequest.model_validate(parsed)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(_loc(first["loc"]), first["msg"]) from exc
+    request = read_infer_request(parsed)
     _check_names(request, entry)
     tensor = request.inputs[0]
     _check_tensor(tensor, entry)
