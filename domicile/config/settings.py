@@ -4,62 +4,70 @@ One class per entry point, each declaring only what that function reads, so a mi
 refused at init with its name (`environment variable RESULTS_QUEUE_URL is not set`), never at the
 first request. The classes share bases for what several functions have in common.
 
-They are plain pydantic models filled from `os.environ` by `load_settings`, not pydantic-settings:
-that package's import (its sources, dotenv and cloud providers) cost about 50 ms of every cold
-start, more than a third of `import onnxruntime`, for a lookup of a few variables (BENCHMARKS.md).
+They are frozen dataclasses filled from `os.environ` by `load_settings`, which converts each
+variable to its field's type and checks the bounds in the field's metadata. Not pydantic: its
+import cost the HTTP function more cold-start time than onnxruntime and its sessions together, for
+a few flat variables (BENCHMARKS.md, cold init); pydantic-settings, before that, added 50 ms more.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domicile.errors import ConfigError
 
 _PREFIX = r"^[A-Za-z0-9!_.*'()/-]+/$"  # an S3 key prefix ending in '/'
 
 
-class FunctionSettings(BaseModel):
-    """What every function of a regional stack knows: where it runs, and whose data it may touch."""
+def _bounded(default: int, **bounds: int) -> Any:
+    """An int field with a default and bounds (`ge`, `gt`) that load_settings checks."""
+    return field(default=default, metadata=bounds)
 
-    # defer_build: a function parses one of these classes, once; building the others' validators at
-    # import would only lengthen its cold start.
-    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionSettings:
+    """What every function of a regional stack knows: where it runs, and whose data it may touch."""
 
     aws_region: str
     jurisdiction: str
     allowed_regions: str = ""  # comma-separated regions of the jurisdiction (default: this region)
 
 
+@dataclass(frozen=True, kw_only=True)
 class InferenceSettings(FunctionSettings):
     """Every inference entry point: the registry it serves from."""
 
     model_dir: Path
     default_model: str
-    intra_op_threads: int = Field(default=1, ge=1)
+    intra_op_threads: int = _bounded(1, ge=1)
 
 
+@dataclass(frozen=True, kw_only=True)
 class HttpSettings(InferenceSettings):
     """The OIP v2 entry point (Function URL or HTTP API)."""
 
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
-    max_batch_rows: int = Field(default=1024, gt=0)
+    max_body_bytes: int = _bounded(1_048_576, gt=0)
+    max_batch_rows: int = _bounded(1024, gt=0)
 
 
+@dataclass(frozen=True, kw_only=True)
 class S3BatchSettings(InferenceSettings):
     """JSON-lines objects in, results objects out, in the same bucket."""
 
-    input_prefix: str = Field(default="incoming/", pattern=_PREFIX)
-    output_prefix: str = Field(default="results/", pattern=_PREFIX)
-    max_object_bytes: int = Field(default=64 * 1_048_576, gt=0)
+    input_prefix: str = field(default="incoming/", metadata={"pattern": _PREFIX})
+    output_prefix: str = field(default="results/", metadata={"pattern": _PREFIX})
+    max_object_bytes: int = _bounded(64 * 1_048_576, gt=0)
 
 
+@dataclass(frozen=True, kw_only=True)
 class AnsweringSettings(InferenceSettings):
     """Entry points that answer envelopes onto the results queue and quarantine foreign ones in-region."""
 
@@ -67,12 +75,13 @@ class AnsweringSettings(InferenceSettings):
     quarantine_bucket: str
     # Fleet -> the cloud model that answers its escalations (the topology's `cloud_model`), as JSON;
     # a fleet not listed gets DEFAULT_MODEL.
-    fleet_models: dict[str, str] = {}
+    fleet_models: dict[str, str] = field(default_factory=dict)
 
     def cloud_model_for(self, fleet: str) -> str:
         return self.fleet_models.get(fleet, self.default_model)
 
 
+@dataclass(frozen=True, kw_only=True)
 class SqsBatchSettings(AnsweringSettings):
     """SQS batches of escalations and, where split fleets live, of split cases (queued cloud path)."""
 
@@ -80,10 +89,12 @@ class SqsBatchSettings(AnsweringSettings):
     split_cut: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
 class EscalateSettings(AnsweringSettings):
     """The IoT `escalate` rule's function."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class SplitTailSettings(AnsweringSettings):
     """The IoT `split` rule's function: the tail of the split model at the deployed cut."""
 
@@ -91,6 +102,7 @@ class SplitTailSettings(AnsweringSettings):
     split_cut: str
 
 
+@dataclass(frozen=True, kw_only=True)
 class AggregateSettings(FunctionSettings):
     """The aggregate function."""
 
@@ -102,29 +114,26 @@ class AggregateSettings(FunctionSettings):
 S = TypeVar("S", bound=FunctionSettings)
 
 
-def _explain(exc: ValidationError) -> ConfigError:
-    problems = []
-    for err in exc.errors():
-        var = str(err["loc"][0]).upper() if err["loc"] else "?"
-        what = "is not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"
-        problems.append(f"environment variable {var} {what}")
-    return ConfigError("; ".join(problems))
+def _kinds(annotation: Any) -> tuple[Any, ...]:
+    """The types an annotation allows (a union's members, None included)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
 
 
 def _is_structured(annotation: Any) -> bool:
     """A dict or list field: its variable holds JSON (as pydantic-settings reads complex fields)."""
-    kinds = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
-    return any(_is_structured(k) for k in kinds) or typing.get_origin(annotation) in (dict, list)
+    return any(typing.get_origin(k) in (dict, list) for k in _kinds(annotation))
 
 
-def environment_values(kind: type[BaseModel], env: typing.Mapping[str, str]) -> dict[str, Any]:
-    """The variables `kind` declares (each field's name in upper case), JSON-decoded where the field is."""
+def environment_values(annotations: typing.Mapping[str, Any], env: typing.Mapping[str, str]) -> dict[str, Any]:
+    """The variables of these fields (each name in upper case) that are set, JSON-decoded where a field is."""
     values: dict[str, Any] = {}
-    for name, field in kind.model_fields.items():
+    for name, annotation in annotations.items():
         raw = env.get(name.upper())
         if raw is None:
             continue
-        if _is_structured(field.annotation):
+        if _is_structured(annotation):
             try:
                 values[name] = json.loads(raw)
             except ValueError as exc:
@@ -134,9 +143,50 @@ def environment_values(kind: type[BaseModel], env: typing.Mapping[str, str]) -> 
     return values
 
 
+def _typed(value: Any, annotation: Any) -> Any:
+    """A variable's value as its field's type, or ValueError saying what it should be."""
+    kind = next(k for k in _kinds(annotation) if k is not type(None))
+    origin = typing.get_origin(kind)
+    if origin is dict:
+        key_type, value_type = typing.get_args(kind)
+        if not isinstance(value, dict) or not all(
+            isinstance(k, key_type) and isinstance(v, value_type) for k, v in value.items()
+        ):
+            raise ValueError(f"should be a JSON object of {value_type.__name__} values")
+        return value
+    if kind is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"should be a whole number, not {value!r}") from None
+    return Path(value) if kind is Path else str(value)
+
+
+def _checked(value: Any, metadata: typing.Mapping[str, Any]) -> None:
+    if "ge" in metadata and value < metadata["ge"]:
+        raise ValueError(f"should be at least {metadata['ge']}, not {value}")
+    if "gt" in metadata and value <= metadata["gt"]:
+        raise ValueError(f"should be greater than {metadata['gt']}, not {value}")
+    if "pattern" in metadata and not re.match(metadata["pattern"], value):
+        raise ValueError(f"should match {metadata['pattern']}, not {value!r}")
+
+
 def load_settings(kind: type[S]) -> S:
     """`kind` filled from this process's environment, or a ConfigError naming each bad variable."""
-    try:
-        return kind.model_validate(environment_values(kind, os.environ))
-    except ValidationError as exc:
-        raise _explain(exc) from exc
+    annotations = typing.get_type_hints(kind)
+    given = environment_values(annotations, os.environ)
+    values: dict[str, Any] = {}
+    problems = []
+    for spec in dataclasses.fields(kind):
+        if spec.name not in given:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                problems.append(f"environment variable {spec.name.upper()} is not set")
+            continue
+        try:
+            values[spec.name] = _typed(given[spec.name], annotations[spec.name])
+            _checked(values[spec.name], spec.metadata)
+        except ValueError as exc:
+            problems.append(f"environment variable {spec.name.upper()} is invalid: {exc}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return kind(**values)

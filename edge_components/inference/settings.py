@@ -46,7 +46,8 @@ def load_edge_settings(environment: Mapping[str, str] | None = None) -> EdgeSett
     """From the process environment, or from `environment` (a component's, as the local core deploys it)."""
     try:
         # `environment` alone when given (a component's, as the local core deploys it), not this process's
-        given = environment_values(EdgeSettings, os.environ if environment is None else environment)
+        fields = {name: info.annotation for name, info in EdgeSettings.model_fields.items()}
+        given = environment_values(fields, os.environ if environment is None else environment)
         return EdgeSettings.model_validate(given)
     except ValidationError as exc:
         missing = [str(e["loc"][0]).upper() for e in exc.errors() if e["type"] == "missing"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import math
 import uuid
@@ -383,7 +384,7 @@ def test_s3_batch(kind, cell, bucket, lambda_context, monkeypatch):
     body = "\n".join(lines) + "\n"
     if kind == "oversize":
         monkeypatch.setattr(
-            s3_batch, "settings", s3_batch.settings.model_copy(update={"max_object_bytes": len(body) - 1})
+            s3_batch, "settings", dataclasses.replace(s3_batch.settings, max_object_bytes=len(body) - 1)
         )
     s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
     event = copy.deepcopy(load_event("s3-put.json"))

@@ -1,6 +1,7 @@
 """The SQS entry point against moto: a bad record fails alone; good ones share one ORT run."""
 
 import copy
+import dataclasses
 import json
 import uuid
 
@@ -126,7 +127,7 @@ def test_a_batch_mixing_fleets_is_answered_by_each_fleets_cloud_model(
     registry = user_registry(tmp_path / "models", tmp_path / "byom")
     monkeypatch.setattr(sqs_batch, "runtime", ModelRuntime(registry))
     routes = {"press-line": "windows-cloud"}
-    monkeypatch.setattr(sqs_batch, "settings", sqs_batch.settings.model_copy(update={"fleet_models": routes}))
+    monkeypatch.setattr(sqs_batch, "settings", dataclasses.replace(sqs_batch.settings, fleet_models=routes))
     with np.load(tmp_path / "byom" / "val.npz") as data:
         window = np.round(data["x"][0], 3).ravel().tolist()
     event = load_event("sqs-escalations.json")

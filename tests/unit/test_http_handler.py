@@ -1,5 +1,6 @@
 import base64
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -104,7 +105,7 @@ def test_bad_requests(body, status, field, reason, lambda_context):
 
 @pytest.mark.parametrize("base64_encoded", [False, True])
 def test_body_over_the_limit_is_413(base64_encoded, lambda_context, monkeypatch):
-    monkeypatch.setattr(http_api, "settings", http_api.settings.model_copy(update={"max_body_bytes": 4096}))
+    monkeypatch.setattr(http_api, "settings", dataclasses.replace(http_api.settings, max_body_bytes=4096))
     many = [[float(v) for v in row] for row in TEST.x[:20]]
     code, answer = call(infer_event(oip(many), base64_encoded=base64_encoded), lambda_context)
     assert code == 413
@@ -140,3 +141,4 @@ def test_compressed_bodies_are_inflated_and_an_unknown_coding_is_415(lambda_cont
     event["headers"]["content-encoding"] = "br"
     code, answer = call(event, lambda_context)
     assert code == 415 and answer["field"] == "Content-Encoding" and "'br' is not supported" in answer["reason"]
+

@@ -1,5 +1,7 @@
 """Each function's settings: only what it reads, refused at init with the variable's name."""
 
+import dataclasses
+
 import pytest
 
 from domicile.config.settings import (
@@ -91,5 +93,37 @@ def test_a_structured_variable_is_read_as_json(monkeypatch):
 def test_settings_are_frozen_and_ignore_other_variables(monkeypatch):
     monkeypatch.setenv("SOMETHING_ELSE", "x")
     settings = load_settings(HttpSettings)
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         settings.max_body_bytes = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("MAX_BODY_BYTES", "0", "should be greater than 0, not 0"),
+        ("MAX_BATCH_ROWS", "1.5", "should be a whole number, not '1.5'"),
+        ("INTRA_OP_THREADS", "0", "should be at least 1, not 0"),
+    ],
+)
+def test_each_bound_is_checked_and_named(variable, value, reason):
+    with environment({variable: value}), pytest.raises(ConfigError) as err:
+        load_settings(HttpSettings)
+    assert str(err.value) == f"environment variable {variable} is invalid: {reason}"
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch):
+    monkeypatch.delenv("DEFAULT_MODEL")
+    monkeypatch.setenv("INPUT_PREFIX", "incoming")  # an S3 prefix must end in '/'
+    with pytest.raises(ConfigError) as err:
+        load_settings(S3BatchSettings)
+    problems = str(err.value).split("; ")
+    assert problems[0] == "environment variable DEFAULT_MODEL is not set"
+    assert problems[1].startswith("environment variable INPUT_PREFIX is invalid: should match")
+
+
+def test_a_json_object_of_other_values_is_refused(monkeypatch):
+    monkeypatch.setenv("RESULTS_QUEUE_URL", "https://sqs.eu-central-1.amazonaws.com/123456789012/results")
+    monkeypatch.setenv("QUARANTINE_BUCKET", "bucket")
+    monkeypatch.setenv("FLEET_MODELS", '{"lab": 3}')
+    with pytest.raises(ConfigError, match="FLEET_MODELS is invalid: should be a JSON object of str values"):
+        load_settings(EscalateSettings)
