@@ -32,7 +32,7 @@ def escalation_case(envelope: EscalateEnvelope, entry: ModelEntry) -> NDArray[An
 
 
 def answer_escalations(
-    runtime: ModelRuntime, model: str, requests: list[EscalateEnvelope], batch: NDArray[Any] | None = None
+    runtime: ModelRuntime[ModelEntry], model: str, requests: list[EscalateEnvelope], batch: NDArray[Any] | None = None
 ) -> list[ResultEnvelope]:
     """Run the cloud model once over all requests (their cases, if validated already) and wrap each answer."""
     if not requests:

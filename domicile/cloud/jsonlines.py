@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from domicile.errors import InputError
-from domicile.models.registry import ModelEntry
 from domicile.models.runtime import ModelRuntime
 from domicile.models.validation import input_batch
+
+if TYPE_CHECKING:
+    from domicile.models.views import EntryView
 
 
 @dataclass
@@ -36,7 +38,7 @@ class LineOutcome:
         return json.dumps(out, separators=(",", ":"))
 
 
-def _parse_line(raw: str, entry: ModelEntry) -> tuple[str | None, np.ndarray]:
+def _parse_line(raw: str, entry: EntryView) -> tuple[str | None, np.ndarray]:
     """Return (id, row); an InputError carries the id it could read in `record_id`."""
     try:
         obj = json.loads(raw)
@@ -67,7 +69,7 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, raw
 
 
-def infer_jsonlines(text: str, runtime: ModelRuntime, model: str) -> list[LineOutcome]:
+def infer_jsonlines(text: str, runtime: ModelRuntime[EntryView], model: str) -> list[LineOutcome]:
     """Validate every line, run the good ones in one vectorized call, keep input order."""
     entry = runtime.entry(model)
     outcomes: list[LineOutcome] = []

@@ -28,6 +28,7 @@ from domicile.config.topology import FleetMode
 from domicile.edge.forward import StoreAndForward
 from domicile.edge.packer import PackingLimits, ResultPacker
 from domicile.errors import ConfigError
+from domicile.models.registry import ModelEntry
 from domicile.models.runtime import ModelRuntime
 from domicile.models.validation import input_batch
 from domicile.split.runtime import SplitHead
@@ -83,7 +84,7 @@ def compact_features(case: np.ndarray) -> list[float]:
 class EdgeModel:
     """The model an edge-only, hybrid or cloud-only device answers (or, cloud-only, describes) its cases with."""
 
-    runtime: ModelRuntime
+    runtime: ModelRuntime[ModelEntry]
     name: str
     threshold: float | None = None  # escalate below this confidence; None: the registry's threshold
 

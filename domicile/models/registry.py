@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from domicile.config.project import MANIFEST_FILE, registry_dir
 from domicile.errors import ConfigError
 from domicile.models.drift import InputBaseline
+from domicile.models.serving import SERVED_ROLES
 
 
 class _Frozen(BaseModel):
@@ -114,10 +115,6 @@ class SplitSpec(_Frozen):
             if cut not in self.cuts or half not in ("head", "tail"):
                 raise ValueError(f"parts.{key}: not '<cut>/head' or '<cut>/tail' of a known cut")
         return self
-
-
-# What the inference function and the edge runtime answer by name (a split model is served in parts).
-SERVED_ROLES = ("edge", "cloud")
 
 
 class ModelEntry(_Frozen):

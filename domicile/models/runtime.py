@@ -1,4 +1,8 @@
-"""onnxruntime sessions: one per model per process, loaded only after the sha256 matches."""
+"""onnxruntime sessions: one per model per process, loaded only after the sha256 matches.
+
+The runtime reads its models through the views of domicile.models.serving: given no manifest it
+loads the registry's (pydantic) one, and the HTTP function hands it the pydantic-free reading.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,33 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
 from domicile.errors import ModelIntegrityError, ModelNotFoundError
-from domicile.models.registry import Manifest, ModelEntry, load_manifest
 from domicile.models.scores import softmax
 from domicile.models.validation import input_batch
+
+if TYPE_CHECKING:
+    from domicile.models.registry import ModelEntry
+    from domicile.models.views import EntryView, ManifestView
+
+# Covariant: a runtime over the registry's ModelEntry serves wherever any entry view will do.
+E = TypeVar("E", bound="EntryView", covariant=True)
 
 
 @dataclass(frozen=True)
 class Predictions:
-    model: ModelEntry
+    model: EntryView
     labels: NDArray[np.int64]  # class indexes into model.class_labels
     probabilities: NDArray[np.float32]
     scores: NDArray[np.float32]  # the model's own scores output (the probabilities, or its logits)
 
     @classmethod
-    def from_outputs(cls, entry: ModelEntry, scores: Any, label: Any | None) -> Predictions:
+    def from_outputs(cls, entry: EntryView, scores: Any, label: Any | None) -> Predictions:
         """Class indexes and probabilities from a model's outputs, as its registry entry describes them."""
         raw = np.asarray(scores, dtype=np.float32).reshape(len(scores), -1)
         probabilities = softmax(raw) if entry.scores == "logits" else raw
@@ -48,7 +58,7 @@ class Predictions:
         }
 
 
-def _label_indexes(entry: ModelEntry, labels: NDArray[Any]) -> NDArray[np.int64]:
+def _label_indexes(entry: EntryView, labels: NDArray[Any]) -> NDArray[np.int64]:
     """A label output's values as class indexes: integers are indexes already, strings are class labels."""
     if labels.dtype.kind in "iu":
         return labels.astype(np.int64)
@@ -71,23 +81,33 @@ def verified_model_bytes(path: Path, expected_sha256: str) -> bytes:
     return blob
 
 
-class ModelRuntime:
+class ModelRuntime(Generic[E]):
     """Serves the edge and cloud models of one registry; sessions are created on first use and then reused.
 
     Split models are served in parts (domicile.split.runtime), never whole from here.
     """
 
-    def __init__(self, model_dir: Path, manifest: Manifest | None = None, intra_op_threads: int = 1) -> None:
+    @overload
+    def __init__(
+        self: ModelRuntime[ModelEntry], model_dir: Path, manifest: None = None, intra_op_threads: int = 1
+    ) -> None: ...
+    @overload
+    def __init__(self, model_dir: Path, manifest: ManifestView[E], intra_op_threads: int = 1) -> None: ...
+    def __init__(self, model_dir: Path, manifest: ManifestView[Any] | None = None, intra_op_threads: int = 1) -> None:
         self.model_dir = Path(model_dir)
-        self.manifest = manifest or load_manifest(self.model_dir)
+        if manifest is None:
+            from domicile.models.registry import load_manifest  # pydantic: only callers that want all of it
+
+            manifest = load_manifest(self.model_dir)
+        self.manifest = cast("ManifestView[E]", manifest)  # E is what the overload it came through says
         self._options = ort.SessionOptions()
         self._options.intra_op_num_threads = intra_op_threads
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
-        self._pinned: dict[str, ModelEntry] = {}  # a name served by another version than the deployed one
+        self._pinned: dict[str, E] = {}  # a name served by another version than the deployed one
         self._served = self.manifest.served  # looked up on every request: computed once
 
-    def entry(self, name: str) -> ModelEntry:
+    def entry(self, name: str) -> E:
         entry = self._pinned.get(name) or self._served.get(name)
         if entry is None:
             raise ModelNotFoundError(name, list(self._served))
@@ -138,7 +158,7 @@ class ModelRuntime:
         entry = self.entry(name)
         return self.run(entry, input_batch(features, entry.input, field))
 
-    def run(self, entry: ModelEntry, batch: NDArray[Any]) -> Predictions:
+    def run(self, entry: EntryView, batch: NDArray[Any]) -> Predictions:
         """One vectorized run over a batch already validated for `entry`'s input."""
         if entry.label_output is None:
             (scores,) = self.session(entry.name).run([entry.probabilities_output], {entry.input.name: batch})

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from domicile.errors import InputError
-from domicile.models.registry import TensorSpec
+
+if TYPE_CHECKING:
+    from domicile.models.views import TensorView
 
 MATRIX_RANK = 2  # [batch, features]: the classic tabular input
 
@@ -122,7 +124,7 @@ def as_datatype(data: Any, numpy_type: type[np.generic], field: str) -> NDArray[
 
 
 def input_batch(
-    data: Any, spec: TensorSpec, field: str = "features", shape: Sequence[int] | None = None
+    data: Any, spec: TensorView, field: str = "features", shape: Sequence[int] | None = None
 ) -> NDArray[Any]:
     """Validate `data` as a batch of the model input `spec` and return it in the input's dtype.
 

@@ -15,17 +15,19 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from domicile.errors import InputError
-from domicile.models.registry import ModelEntry
 from domicile.models.runtime import Predictions
 from domicile.models.validation import OIP_NUMERIC_DATATYPES, as_datatype, input_batch
 from domicile.wire.json_object import json_object
 from domicile.wire.oip_request import InferInput, InferRequest, read_infer_request
+
+if TYPE_CHECKING:
+    from domicile.models.views import EntryView
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ("binary_tensor_data",)  # what server metadata advertises: the extensions served here
@@ -94,7 +96,7 @@ def _binary_tensor(tensor: InferInput, size: int, binary: bytes, offset: int, fi
     return np.frombuffer(binary, dtype=dtype, count=size // dtype.itemsize, offset=offset)
 
 
-def _check_names(request: InferRequest, entry: ModelEntry) -> None:
+def _check_names(request: InferRequest, entry: EntryView) -> None:
     if request.model_name is not None and request.model_name != entry.name:
         raise InputError("model_name", f"is {request.model_name!r}, but the path names model {entry.name!r}")
     if request.model_version is not None and request.model_version != entry.version:
@@ -103,7 +105,7 @@ def _check_names(request: InferRequest, entry: ModelEntry) -> None:
         )
 
 
-def _check_tensor(tensor: InferInput, entry: ModelEntry) -> None:
+def _check_tensor(tensor: InferInput, entry: EntryView) -> None:
     if tensor.name != entry.input.name:
         raise InputError("inputs[0].name", f"model {entry.name} takes input {entry.input.name!r}, not {tensor.name!r}")
     if tensor.datatype not in OIP_NUMERIC_DATATYPES:
@@ -115,7 +117,7 @@ def _check_tensor(tensor: InferInput, entry: ModelEntry) -> None:
         raise InputError("inputs[0].shape", "dimensions must be non-negative")
 
 
-def _check_outputs(request: InferRequest, entry: ModelEntry) -> None:
+def _check_outputs(request: InferRequest, entry: EntryView) -> None:
     known = {name for name in (entry.label_output, entry.probabilities_output) if name}
     for i, out in enumerate(request.outputs or ()):
         if out.name not in known:
@@ -126,7 +128,7 @@ def _check_outputs(request: InferRequest, entry: ModelEntry) -> None:
 
 
 def decode_infer_request(
-    body: str | bytes, entry: ModelEntry, max_rows: int, header_length: str | None = None
+    body: str | bytes, entry: EntryView, max_rows: int, header_length: str | None = None
 ) -> tuple[InferRequest, NDArray[Any]]:
     """Parse and validate an infer request for `entry`; errors name the JSON path of the problem.
 
@@ -202,7 +204,7 @@ def encode_infer_response(request: InferRequest, predictions: Predictions) -> In
     return InferResponse(header, b"".join(binary))
 
 
-def model_metadata(entry: ModelEntry) -> dict[str, Any]:
+def model_metadata(entry: EntryView) -> dict[str, Any]:
     n_classes = len(entry.class_labels)
     return {
         "name": entry.name,

@@ -28,14 +28,14 @@ from domicile.errors import (
     PayloadTooLargeError,
     UnsupportedEncodingError,
 )
-from domicile.models.registry import ModelEntry
+from domicile.models.serving import ServedModel
 from domicile.wire.oip import EXTENSIONS, HEADER_LENGTH, decode_infer_request, encode_infer_response, model_metadata
 from functions.inference.router import HttpRequest, HttpResponse, Router, request_of
-from functions.inference.shared import logger, metrics, set_dimensions, warm_runtime
+from functions.inference.shared import logger, metrics, set_dimensions, warm_serving_runtime
 
 settings = load_settings(HttpSettings)
 set_dimensions(settings)
-runtime = warm_runtime(settings)
+runtime = warm_serving_runtime(settings)
 router = Router()
 # Health and metadata calls add no metric; Powertools' docs suppress its warning about that this way.
 warnings.filterwarnings("ignore", "No application metrics to publish")
@@ -57,7 +57,7 @@ def health(_: HttpRequest) -> HttpResponse:
     return HttpResponse.json(200, {"ready": True, "live": True})
 
 
-def _entry(name: str, version: str | None) -> ModelEntry:
+def _entry(name: str, version: str | None) -> ServedModel:
     """The served model, or a 404 naming the known models or the versions deployed."""
     entry = runtime.entry(name)
     if version is not None and version != entry.version:

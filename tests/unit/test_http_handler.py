@@ -142,3 +142,12 @@ def test_compressed_bodies_are_inflated_and_an_unknown_coding_is_415(lambda_cont
     code, answer = call(event, lambda_context)
     assert code == 415 and answer["field"] == "Content-Encoding" and "'br' is not supported" in answer["reason"]
 
+
+def test_the_entry_points_init_imports_neither_pydantic_nor_boto3():
+    """Its cold start: settings, the manifest read and the OIP parse are plain code (BENCHMARKS.md, cold init)."""
+    import subprocess
+    import sys
+
+    code = "import sys, functions.inference.http_api; print(sorted({'pydantic', 'boto3'} & set(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"

@@ -1,0 +1,126 @@
+"""What serving a model needs from the registry, read without pydantic: the HTTP function's init path.
+
+The registry's schema is `domicile.models.registry` (pydantic): every manifest is validated by it
+when `domicile models` writes it and when a deployment is synthesized from it. A function then only
+reads back what a session and a request need, so it reads those members of the same file with the
+standard library: importing pydantic cost the HTTP function more cold-start time than onnxruntime
+and its two sessions (BENCHMARKS.md, cold init). The sha256 of each model file is still checked
+before its session is made (domicile.models.runtime).
+
+The records are NamedTuples, the cheapest read-only records to define (a frozen dataclass costs
+about 0.7 ms of import each). They satisfy the protocols of domicile.models.views, as the
+registry's pydantic `Manifest` and `ModelEntry` do, so every other caller keeps passing those.
+tests/unit/test_serving_manifest.py holds the two readings of every manifest in this repository
+equal, member by member.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from domicile.config.project import MANIFEST_FILE
+from domicile.errors import ConfigError
+
+# What the inference function and the edge runtime answer by name (a split model is served in parts).
+SERVED_ROLES = ("edge", "cloud")
+
+
+class ServedTensor(NamedTuple):
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def case_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    @property
+    def case_size(self) -> int:
+        return math.prod(self.shape[1:])
+
+
+class ServedModel(NamedTuple):
+    name: str
+    version: str
+    role: str
+    file: str
+    sha256: str
+    input: ServedTensor
+    label_output: str | None
+    probabilities_output: str
+    scores: str
+    class_labels: tuple[str, ...]
+
+
+class ServedStages(NamedTuple):
+    live: str
+    canary: str | None
+    history: tuple[str, ...]
+
+    @property
+    def deployed(self) -> str:
+        return self.canary or self.live
+
+
+class ServingManifest(NamedTuple):
+    versions: Mapping[str, Mapping[str, ServedModel]]
+    stages: Mapping[str, ServedStages]
+
+    @property
+    def served(self) -> dict[str, ServedModel]:
+        """The deployed edge and cloud models by name, as `Manifest.served` gives them."""
+        deployed = {name: self.versions[name][s.deployed] for name, s in sorted(self.stages.items())}
+        return {name: entry for name, entry in deployed.items() if entry.role in SERVED_ROLES}
+
+
+def _member(obj: Any, key: str, path: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ConfigError(f"{path}: no {key!r} (`domicile models list --models DIR` checks a registry)")
+    return obj[key]
+
+
+def _model(raw: Any, path: str) -> ServedModel:
+    tensor = _member(raw, "input", path)
+    return ServedModel(
+        name=_member(raw, "name", path),
+        version=_member(raw, "version", path),
+        role=_member(raw, "role", path),
+        file=_member(raw, "file", path),
+        sha256=_member(raw, "sha256", path),
+        input=ServedTensor(
+            name=_member(tensor, "name", f"{path}.input"),
+            shape=tuple(_member(tensor, "shape", f"{path}.input")),
+            dtype=_member(tensor, "dtype", f"{path}.input"),
+        ),
+        label_output=_member(raw, "label_output", path),
+        probabilities_output=_member(raw, "probabilities_output", path),
+        scores=raw.get("scores", "probabilities"),
+        class_labels=tuple(_member(raw, "class_labels", path)),
+    )
+
+
+def read_serving_manifest(model_dir: Path | str) -> ServingManifest:
+    """The served members of `model_dir`'s manifest, or a ConfigError naming what is missing."""
+    path = Path(model_dir) / MANIFEST_FILE
+    try:
+        raw = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"model manifest {path} does not exist; run `make models`") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not JSON ({exc})") from exc
+    versions = {
+        name: {version: _model(entry, f"{path}: versions.{name}.{version}") for version, entry in by_version.items()}
+        for name, by_version in _member(raw, "versions", str(path)).items()
+    }
+    stages = {}
+    for name, s in _member(raw, "stages", str(path)).items():
+        live = _member(s, "live", f"{path}: stages.{name}")
+        stages[name] = ServedStages(live, s.get("canary"), tuple(s.get("history", ())))
+        for version in (live, s.get("canary"), *s.get("history", ())):
+            if version is not None and version not in versions.get(name, {}):
+                raise ConfigError(f"{path}: stages.{name}: version {version} is not in versions.{name}")
+    return ServingManifest(versions, stages)

@@ -1,0 +1,69 @@
+"""The attributes serving a model reads from the registry, as protocols (for type checking only).
+
+ModelRuntime, the OIP codec and input validation take these: the registry's pydantic `Manifest`
+and `ModelEntry` satisfy them, and so does the HTTP function's pydantic-free reading of the same
+file (domicile.models.serving). Nothing imports this module at run time but the tests, so defining
+the protocols costs no function's cold start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, TypeVar
+
+
+class TensorView(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def case_shape(self) -> tuple[int, ...]: ...
+    @property
+    def case_size(self) -> int: ...
+
+
+class EntryView(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def input(self) -> TensorView: ...
+    @property
+    def label_output(self) -> str | None: ...
+    @property
+    def probabilities_output(self) -> str: ...
+    @property
+    def scores(self) -> str: ...
+    @property
+    def class_labels(self) -> tuple[str, ...]: ...
+
+
+class StagesView(Protocol):
+    @property
+    def live(self) -> str: ...
+    @property
+    def canary(self) -> str | None: ...
+    @property
+    def history(self) -> tuple[str, ...]: ...
+
+
+E_co = TypeVar("E_co", bound=EntryView, covariant=True)
+
+
+class ManifestView(Protocol[E_co]):
+    @property
+    def versions(self) -> Mapping[str, Mapping[str, E_co]]: ...
+    @property
+    def stages(self) -> Mapping[str, StagesView]: ...
+    @property
+    def served(self) -> Mapping[str, E_co]: ...
