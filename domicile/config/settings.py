@@ -4,10 +4,13 @@ One class per entry point, each declaring only what that function reads, so a mi
 refused at init with its name (`environment variable RESULTS_QUEUE_URL is not set`), never at the
 first request. The classes share bases for what several functions have in common.
 
-They are frozen dataclasses filled from `os.environ` by `load_settings`, which converts each
+They are dataclasses filled from `os.environ` by `load_settings`, which converts each
 variable to its field's type and checks the bounds in the field's metadata. Not pydantic: its
 import cost the HTTP function more cold-start time than onnxruntime and its sessions together, for
 a few flat variables (BENCHMARKS.md, cold init); pydantic-settings, before that, added 50 ms more.
+They are read-only once built (`_Sealed`) rather than `frozen=True`: each method a dataclass
+generates is an `exec` at import, and frozen ones generate twice as many, about 0.4 ms a class
+on the same cold start. Nothing compares settings, so they have no `__eq__` either.
 """
 
 from __future__ import annotations
@@ -32,8 +35,25 @@ def _bounded(default: int, **bounds: int) -> Any:
     return field(default=default, metadata=bounds)
 
 
-@dataclass(frozen=True, kw_only=True)
-class FunctionSettings:
+class _Sealed:
+    """Attributes are set by `__init__` only; afterwards an assignment raises as a frozen dataclass's does."""
+
+    _sealed = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_sealed", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._sealed:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+@dataclass(kw_only=True, eq=False)
+class FunctionSettings(_Sealed):
     """What every function of a regional stack knows: where it runs, and whose data it may touch."""
 
     aws_region: str
@@ -41,7 +61,7 @@ class FunctionSettings:
     allowed_regions: str = ""  # comma-separated regions of the jurisdiction (default: this region)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class InferenceSettings(FunctionSettings):
     """Every inference entry point: the registry it serves from."""
 
@@ -50,7 +70,7 @@ class InferenceSettings(FunctionSettings):
     intra_op_threads: int = _bounded(1, ge=1)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class HttpSettings(InferenceSettings):
     """The OIP v2 entry point (Function URL or HTTP API)."""
 
@@ -58,7 +78,7 @@ class HttpSettings(InferenceSettings):
     max_batch_rows: int = _bounded(1024, gt=0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class S3BatchSettings(InferenceSettings):
     """JSON-lines objects in, results objects out, in the same bucket."""
 
@@ -67,7 +87,7 @@ class S3BatchSettings(InferenceSettings):
     max_object_bytes: int = _bounded(64 * 1_048_576, gt=0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class AnsweringSettings(InferenceSettings):
     """Entry points that answer envelopes onto the results queue and quarantine foreign ones in-region."""
 
@@ -81,7 +101,7 @@ class AnsweringSettings(InferenceSettings):
         return self.fleet_models.get(fleet, self.default_model)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class SqsBatchSettings(AnsweringSettings):
     """SQS batches of escalations and, where split fleets live, of split cases (queued cloud path)."""
 
@@ -89,12 +109,12 @@ class SqsBatchSettings(AnsweringSettings):
     split_cut: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class EscalateSettings(AnsweringSettings):
     """The IoT `escalate` rule's function."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class SplitTailSettings(AnsweringSettings):
     """The IoT `split` rule's function: the tail of the split model at the deployed cut."""
 
@@ -102,7 +122,7 @@ class SplitTailSettings(AnsweringSettings):
     split_cut: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class AggregateSettings(FunctionSettings):
     """The aggregate function."""
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,8 +33,7 @@ EXTENSIONS = ("binary_tensor_data",)  # what server metadata advertises: the ext
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-@dataclass(frozen=True)
-class InferResponse:
+class InferResponse(NamedTuple):
     """The response object, and the binary outputs' bytes that follow it (empty when all are JSON)."""
 
     header: dict[str, Any]

@@ -20,15 +20,16 @@ import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from domicile.errors import InputError, PayloadTooLargeError, UnsupportedEncodingError
 
 JSON = "application/json"
 
 
-@dataclass(frozen=True)
-class HttpRequest:
+# The request and a route are NamedTuples, cheaper to define and to build than frozen dataclasses:
+# both count on the HTTP function's cold start and per request (BENCHMARKS.md).
+class HttpRequest(NamedTuple):
     method: str
     path: str
     headers: Mapping[str, str]  # names in lower case, as Function URLs deliver them
@@ -109,8 +110,7 @@ def inflate(body: bytes, coding: str, max_body_bytes: int) -> bytes:
 Handler = Callable[..., HttpResponse]
 
 
-@dataclass(frozen=True)
-class _Route:
+class _Route(NamedTuple):
     method: str
     pattern: re.Pattern[str]
     handler: Handler

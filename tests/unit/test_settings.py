@@ -94,7 +94,10 @@ def test_settings_are_frozen_and_ignore_other_variables(monkeypatch):
     monkeypatch.setenv("SOMETHING_ELSE", "x")
     settings = load_settings(HttpSettings)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.max_body_bytes = 1  # type: ignore[misc]
+        settings.max_body_bytes = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del settings.max_body_bytes
+    assert dataclasses.replace(settings, max_body_bytes=7).max_body_bytes == 7  # a changed copy is still made
 
 
 @pytest.mark.parametrize(
