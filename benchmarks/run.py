@@ -267,9 +267,9 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "Reading the HTTP and cold-init rows: for one 64-feature row the model runs in about 10 us, so the",
         "fixed cost around it (Logger context, EMF metrics and their flush, JSON in and out) dominates the",
         f"ratio; with 64 rows per request it falls to {http64['p50_ratio']:.1f}x. The two tables below break",
-        "both down. Cold init: the entry point loads no boto3, no X-Ray SDK and no Powertools event_handler;",
-        "what is left above bare onnxruntime is mostly pydantic, which every request's validation and the",
-        "manifest use.",
+        "both down. Cold init: the entry point loads no boto3, no X-Ray SDK, no Powertools event_handler and",
+        "no pydantic (its settings, manifest read and OIP request parse are plain code); what is left above",
+        "bare onnxruntime is Powertools' Logger and Metrics, our modules and OpenSSL's hashlib.",
         "",
     ]
     from benchmarks.http_stages import report_lines as stage_lines
