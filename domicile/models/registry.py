@@ -12,7 +12,6 @@ Versions are immutable: a rebuild that gives other bytes needs a new version.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from domicile.config.project import MANIFEST_FILE, registry_dir
 from domicile.errors import ConfigError
 from domicile.models.drift import InputBaseline
-from domicile.models.serving import SERVED_ROLES
+from domicile.models.serving import SERVED_ROLES, case_shape, case_size
 
 
 class _Frozen(BaseModel):
@@ -49,13 +48,11 @@ class TensorSpec(_Frozen):
 
     @property
     def case_shape(self) -> tuple[int, ...]:
-        """One case's shape: the input without its batch axis."""
-        return self.shape[1:]
+        return case_shape(self.shape)
 
     @property
     def case_size(self) -> int:
-        """Values in one case (a flat case, as envelopes and JSON lines may carry it, has this many)."""
-        return math.prod(self.shape[1:])
+        return case_size(self.shape)
 
 
 class ModelMetrics(_Frozen):

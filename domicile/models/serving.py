@@ -29,6 +29,16 @@ from domicile.errors import ConfigError
 SERVED_ROLES = ("edge", "cloud")
 
 
+def case_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One case's shape: an input's shape without its batch axis."""
+    return shape[1:]
+
+
+def case_size(shape: tuple[int, ...]) -> int:
+    """Values in one case (a flat case, as envelopes and JSON lines may carry it, has this many)."""
+    return math.prod(shape[1:])
+
+
 class ServedTensor(NamedTuple):
     name: str
     shape: tuple[int, ...]
@@ -36,11 +46,11 @@ class ServedTensor(NamedTuple):
 
     @property
     def case_shape(self) -> tuple[int, ...]:
-        return self.shape[1:]
+        return case_shape(self.shape)
 
     @property
     def case_size(self) -> int:
-        return math.prod(self.shape[1:])
+        return case_size(self.shape)
 
 
 class ServedModel(NamedTuple):
