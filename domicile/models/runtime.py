@@ -1,7 +1,8 @@
 """onnxruntime sessions: one per model per process, loaded only after the sha256 matches.
 
-The runtime reads its models through the views of domicile.models.serving: given no manifest it
-loads the registry's (pydantic) one, and the HTTP function hands it the pydantic-free reading.
+The runtime reads its models through the protocols of domicile.models.views: given no manifest it
+loads the registry's (pydantic) one, and the HTTP function hands it the pydantic-free reading of
+domicile.models.serving.
 """
 
 from __future__ import annotations
