@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from domicile.config.project import MANIFEST_FILE, registry_dir
 from domicile.errors import ConfigError
 from domicile.models.drift import InputBaseline
-from domicile.models.serving import SERVED_ROLES, case_shape, case_size
+from domicile.models.serving import SERVED_ROLES, case_shape, case_size, deployed_models, unknown_stage_version
 
 
 class _Frozen(BaseModel):
@@ -149,11 +149,6 @@ class Stages(_Frozen):
     canary: str | None = None
     history: tuple[str, ...] = ()  # earlier live versions, oldest first
 
-    @property
-    def deployed(self) -> str:
-        """What a deployment built from this registry serves (the canary while there is one)."""
-        return self.canary or self.live
-
 
 class Manifest(_Frozen):
     schema_version: int = 2
@@ -162,11 +157,9 @@ class Manifest(_Frozen):
 
     @model_validator(mode="after")
     def _stages_name_versions(self) -> Manifest:
-        for name, stages in self.stages.items():
-            known = self.versions.get(name, {})
-            for version in (stages.live, stages.canary, *stages.history):
-                if version is not None and version not in known:
-                    raise ValueError(f"stages.{name}: version {version} is not in versions.{name}")
+        wrong = unknown_stage_version(self.versions, self.stages)
+        if wrong is not None:
+            raise ValueError(wrong)
         missing = set(self.versions) - set(self.stages)
         if missing:
             raise ValueError(f"stages: no stages for {', '.join(sorted(missing))}")
@@ -175,7 +168,7 @@ class Manifest(_Frozen):
     @property
     def models(self) -> dict[str, ModelEntry]:
         """The deployed version of each model."""
-        return {name: self.versions[name][stages.deployed] for name, stages in sorted(self.stages.items())}
+        return deployed_models(self.versions, self.stages)
 
     def with_role(self, *roles: str) -> dict[str, ModelEntry]:
         """The deployed version of each model of these roles."""

@@ -20,10 +20,15 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from domicile.config.project import MANIFEST_FILE
 from domicile.errors import ConfigError
+
+if TYPE_CHECKING:
+    from domicile.models.views import StagesView
+
+E = TypeVar("E")  # an entry: ServedModel here, the registry's ModelEntry there
 
 # What the inference function and the edge runtime answer by name (a split model is served in parts).
 SERVED_ROLES = ("edge", "cloud")
@@ -71,9 +76,20 @@ class ServedStages(NamedTuple):
     canary: str | None
     history: tuple[str, ...]
 
-    @property
-    def deployed(self) -> str:
-        return self.canary or self.live
+
+# Shared with the registry's pydantic Manifest, so both readings agree on what is deployed.
+def deployed_models(versions: Mapping[str, Mapping[str, E]], stages: Mapping[str, StagesView]) -> dict[str, E]:
+    """The version of each model a deployment built from the registry serves: the canary while there is one."""
+    return {name: versions[name][s.canary or s.live] for name, s in sorted(stages.items())}
+
+
+def unknown_stage_version(versions: Mapping[str, Mapping[str, Any]], stages: Mapping[str, StagesView]) -> str | None:
+    """What is wrong when a stage names a version the registry does not hold, else None."""
+    for name, s in stages.items():
+        for version in (s.live, s.canary, *s.history):
+            if version is not None and version not in versions.get(name, {}):
+                return f"stages.{name}: version {version} is not in versions.{name}"
+    return None
 
 
 class ServingManifest(NamedTuple):
@@ -83,7 +99,7 @@ class ServingManifest(NamedTuple):
     @property
     def served(self) -> dict[str, ServedModel]:
         """The deployed edge and cloud models by name, as `Manifest.served` gives them."""
-        deployed = {name: self.versions[name][s.deployed] for name, s in sorted(self.stages.items())}
+        deployed = deployed_models(self.versions, self.stages)
         return {name: entry for name, entry in deployed.items() if entry.role in SERVED_ROLES}
 
 
@@ -126,11 +142,11 @@ def read_serving_manifest(model_dir: Path | str) -> ServingManifest:
         name: {version: _model(entry, f"{path}: versions.{name}.{version}") for version, entry in by_version.items()}
         for name, by_version in _member(raw, "versions", str(path)).items()
     }
-    stages = {}
-    for name, s in _member(raw, "stages", str(path)).items():
-        live = _member(s, "live", f"{path}: stages.{name}")
-        stages[name] = ServedStages(live, s.get("canary"), tuple(s.get("history", ())))
-        for version in (live, s.get("canary"), *s.get("history", ())):
-            if version is not None and version not in versions.get(name, {}):
-                raise ConfigError(f"{path}: stages.{name}: version {version} is not in versions.{name}")
+    stages = {
+        name: ServedStages(_member(s, "live", f"{path}: stages.{name}"), s.get("canary"), tuple(s.get("history", ())))
+        for name, s in _member(raw, "stages", str(path)).items()
+    }
+    wrong = unknown_stage_version(versions, stages)
+    if wrong is not None:
+        raise ConfigError(f"{path}: {wrong}")
     return ServingManifest(versions, stages)

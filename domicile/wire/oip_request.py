@@ -55,16 +55,21 @@ def _at(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _members(value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+def _dictionary(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise InputError(path or "body", "Input should be a valid dictionary")
-    for key in value:
+        raise InputError(path, "Input should be a valid dictionary")
+    return value
+
+
+def _members(value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+    members = _dictionary(value, path or "body")
+    for key in members:
         if key not in allowed:
             raise InputError(_at(path, key), "Extra inputs are not permitted")
     for key in required:
-        if key not in value:
+        if key not in members:
             raise InputError(_at(path, key), "Field required")
-    return value
+    return members
 
 
 def _string(value: Any, path: str) -> str:
@@ -76,12 +81,6 @@ def _string(value: Any, path: str) -> str:
 def _integer(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(path, "Input should be a valid integer")
-    return value
-
-
-def _dictionary(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InputError(path, "Input should be a valid dictionary")
     return value
 
 
